@@ -1,0 +1,79 @@
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::UpscaleArgs;
+use crate::media::Tools;
+use crate::pipeline::{self, EncoderSettings, PipelineSpec, Progress};
+use crate::upscale::{self, EngineOptions};
+
+pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let options = EngineOptions {
+        device: args.device,
+        ort_library: args.ort_library.clone(),
+        models_dir: args.models_dir.clone(),
+        tile_size: args.tile_size,
+        ..EngineOptions::default()
+    };
+    let mut upscaler = upscale::build(&args.model, &options)?;
+    let spec = PipelineSpec {
+        input: args.input.clone(),
+        output: args.output.clone(),
+        hls_dir: args.hls_dir.clone(),
+        segment_seconds: args.segment_time,
+        encoder: EncoderSettings::default(),
+    };
+    let tools = Tools::from_env();
+    let progress = Progress::default();
+    let cancel = AtomicBool::new(false);
+    let bar = progress_bar(args.quiet);
+
+    let result = std::thread::scope(|scope| {
+        let job = scope.spawn(|| pipeline::run(&tools, &spec, upscaler.as_mut(), &progress, &cancel));
+        while !job.is_finished() {
+            let now = progress.snapshot();
+            bar.set_length(now.frames_total);
+            bar.set_position(now.frames_done);
+            bar.set_message(format!(
+                "{:.2} fps, {:.3}x realtime, ETA {}",
+                now.fps,
+                now.realtime,
+                now.eta_seconds
+                    .map(|s| format!("{}s", s.round()))
+                    .unwrap_or_else(|| "-".into())
+            ));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        job.join().expect("the pipeline thread does not panic")
+    });
+    bar.finish_and_clear();
+    let summary = result?;
+    println!(
+        "upscaled {} frames ({}x{} -> {}x{}, {}) in {:.1} s: {:.2} fps, {:.3}x realtime",
+        summary.frames,
+        summary.source.width,
+        summary.source.height,
+        summary.output_width,
+        summary.output_height,
+        args.model,
+        summary.seconds,
+        summary.fps,
+        summary.fps / summary.source.frame_rate.as_f64(),
+    );
+    println!("playlist: {}", summary.playlist.display());
+    println!("final file: {}", summary.output.display());
+    Ok(())
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} frames  {msg}")
+            .expect("valid template"),
+    );
+    bar
+}

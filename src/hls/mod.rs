@@ -1,0 +1,5 @@
+//! HLS playlists: the model liveup reads back (what ffmpeg wrote) and, later, writes itself.
+
+pub mod playlist;
+
+pub use playlist::{MediaPlaylist, Segment};

@@ -1,0 +1,18 @@
+//! liveup: watch an AI-upscaled film while it is still being upscaled.
+//!
+//! A source film flows through:
+//! - [`media`]: ffprobe tells what the source holds; ffmpeg argument lists; the one child-process
+//!   wrapper every ffmpeg goes through.
+//! - [`pipeline`]: decode (ffmpeg → rgb24 frames) → upscale → encode (ffmpeg `-f tee` → live HLS
+//!   playlist + final file), three threads joined by bounded channels with pooled frames.
+//! - [`upscale`]: the [`upscale::Upscaler`] trait; a Real-ESRGAN network on ONNX Runtime (CPU or
+//!   CUDA, chosen at run time) or ffmpeg's Lanczos scaler.
+//! - [`hls`]: the playlist model, to read back and check what the encoder wrote.
+//! - [`cli`]: the subcommands of the `liveup` binary.
+
+pub mod cli;
+pub mod hls;
+pub mod media;
+pub mod paths;
+pub mod pipeline;
+pub mod upscale;

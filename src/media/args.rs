@@ -1,0 +1,185 @@
+//! Argument lists for the two ffmpeg processes of a pipeline. Plain argv, built here and only
+//! here, so file names with spaces, quotes, `;`, `$()` or newlines are never interpreted.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::{MediaInfo, Rational};
+
+pub const PLAYLIST_NAME: &str = "stream.m3u8";
+pub const SEGMENT_PATTERN: &str = "segment_%05d.ts";
+
+/// Source → raw rgb24 frames on stdout.
+pub fn decode(input: &Path, info: &MediaInfo, video_filter: Option<&str>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-i".into(), input.into()];
+    args.extend(
+        ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode"]
+            .iter()
+            .map(OsString::from),
+    );
+    if info.variable_frame_rate {
+        args.extend(["cfr".into(), "-r".into(), info.frame_rate.to_string().into()]);
+    } else {
+        args.push("passthrough".into());
+    }
+    if let Some(filter) = video_filter {
+        args.extend(["-vf".into(), filter.into()]);
+    }
+    args.extend(
+        ["-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+            .iter()
+            .map(OsString::from),
+    );
+    args
+}
+
+/// How the upscaled frames are encoded and where they go.
+#[derive(Debug, Clone)]
+pub struct EncodePlan<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Rational,
+    /// The source, opened a second time for its audio; `None` when it has none.
+    pub audio_source: Option<(&'a Path, &'a str)>,
+    pub segment_seconds: u32,
+    pub final_file: &'a Path,
+    pub video_codec: &'a str,
+    pub preset: &'a str,
+    pub crf: u32,
+}
+
+/// Raw rgb24 frames on stdin (+ the source's audio) → H.264, teed into the live HLS playlist
+/// (run with the HLS folder as working directory) and the final MPEG-TS file.
+pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["-f", "rawvideo", "-pix_fmt", "rgb24"]);
+    push(&[
+        "-s",
+        &format!("{}x{}", plan.width, plan.height),
+        "-framerate",
+        &plan.frame_rate.to_string(),
+        "-i",
+        "pipe:0",
+    ]);
+    if let Some((source, _)) = plan.audio_source {
+        args.push("-i".into());
+        args.push(source.into());
+    }
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["-map", "0:v:0"]);
+    if plan.width % 2 == 1 || plan.height % 2 == 1 {
+        push(&["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]);
+    }
+    push(&[
+        "-c:v",
+        plan.video_codec,
+        "-preset",
+        plan.preset,
+        "-crf",
+        &plan.crf.to_string(),
+        "-pix_fmt",
+        "yuv420p",
+        "-force_key_frames",
+        &format!("expr:gte(t,n_forced*{})", plan.segment_seconds),
+        "-sc_threshold",
+        "0",
+    ]);
+    if let Some((_, codec)) = plan.audio_source {
+        push(&["-map", "1:a:0"]);
+        if codec == "aac" {
+            push(&["-c:a", "copy"]);
+        } else {
+            push(&["-c:a", "aac", "-b:a", "192k"]);
+        }
+    }
+    push(&["-f", "tee"]);
+    args.push(tee_outputs(plan.segment_seconds, plan.final_file));
+    args
+}
+
+fn tee_outputs(segment_seconds: u32, final_file: &Path) -> OsString {
+    let hls = format!(
+        "[f=hls:hls_time={segment_seconds}:hls_list_size=0:hls_playlist_type=event:\
+         hls_flags=temp_file+independent_segments:hls_segment_filename={SEGMENT_PATTERN}]{PLAYLIST_NAME}"
+    );
+    let mut outputs = OsString::from(hls);
+    outputs.push("|[f=mpegts:onfail=abort]");
+    outputs.push(escape_tee_filename(final_file));
+    outputs
+}
+
+/// The tee muxer splits its argument with ffmpeg's tokenizer: a backslash makes the next byte
+/// literal, so escaping every byte that is special to it leaves any file name intact.
+fn escape_tee_filename(path: &Path) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut escaped = Vec::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if b"\\'|[]:=,;\" \t\r\n".contains(&byte) {
+            escaped.push(b'\\');
+        }
+        escaped.push(byte);
+    }
+    OsString::from_vec(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(vfr: bool) -> MediaInfo {
+        MediaInfo {
+            width: 161,
+            height: 91,
+            pix_fmt: "yuv420p".into(),
+            frame_rate: Rational::new(25, 1),
+            variable_frame_rate: vfr,
+            duration_seconds: 2.0,
+            audio_codec: None,
+        }
+    }
+
+    fn joined(args: &[OsString]) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn constant_rate_sources_keep_every_frame_as_is() {
+        let args = joined(&decode(Path::new("/m/a.mkv"), &info(false), None));
+        assert!(args.contains("-fps_mode passthrough"), "{args}");
+    }
+
+    #[test]
+    fn variable_rate_sources_become_constant_rate() {
+        let args = joined(&decode(Path::new("/m/a.mkv"), &info(true), None));
+        assert!(args.contains("-fps_mode cfr -r 25/1"), "{args}");
+    }
+
+    #[test]
+    fn odd_outputs_are_padded_and_non_aac_audio_is_transcoded() {
+        let plan = EncodePlan {
+            width: 483,
+            height: 273,
+            frame_rate: Rational::new(25, 1),
+            audio_source: Some((Path::new("/m/a.mkv"), "opus")),
+            segment_seconds: 6,
+            final_file: Path::new("/out/a.ts.partial"),
+            video_codec: "libx264",
+            preset: "veryfast",
+            crf: 18,
+        };
+        let args = joined(&encode(&plan));
+        assert!(args.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"), "{args}");
+        assert!(args.contains("-map 1:a:0 -c:a aac"), "{args}");
+        assert!(args.contains("expr:gte(t,n_forced*6)"), "{args}");
+    }
+
+    #[test]
+    fn tee_file_names_are_escaped() {
+        let name = escape_tee_filename(Path::new("/out/a|b [x]: it's.ts"));
+        assert_eq!(name, OsString::from(r"/out/a\|b\ \[x\]\:\ it\'s.ts"));
+    }
+}

@@ -1,0 +1,316 @@
+//! One film through the three stages: decode (ffmpeg) → upscale (this process) → encode (ffmpeg,
+//! teed into live HLS and the final file). Each stage runs on its own thread; bounded channels and
+//! fixed frame pools join them, so a slow stage holds the others back and memory stays flat.
+//!
+//! Any stage failing stops the others: both ffmpeg children are killed and reaped, the final file
+//! is never left under its final name, and the first error (with ffmpeg's stderr) is returned.
+
+mod decode;
+mod encode;
+pub mod frames;
+pub mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::media::process::{Process, ProcessError};
+use crate::media::{args, probe, MediaInfo, ProbeError, Tools};
+use crate::upscale::{UpscaleError, Upscaler};
+use frames::Frame;
+pub use progress::{Progress, Snapshot};
+
+/// Frames in flight per channel; with the pools below this bounds memory to a handful of frames.
+const CHANNEL_DEPTH: usize = 2;
+const POOL_SIZE: usize = CHANNEL_DEPTH + 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Upscale(#[from] UpscaleError),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("the decoder stopped in the middle of a frame ({got} of {expected} bytes)")]
+    TruncatedFrame { got: usize, expected: usize },
+    #[error("the source decoded to no frames at all")]
+    NoFrames,
+    #[error("the output {0} would overwrite the input")]
+    OutputIsInput(PathBuf),
+    #[error("cancelled")]
+    Cancelled,
+    /// A stage stopped because another one failed; never the error reported.
+    #[error("stopped because another stage failed")]
+    Aborted,
+}
+
+/// What to upscale and where the results go.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub input: PathBuf,
+    /// The final file; written as `<output>.partial` and renamed when whole.
+    pub output: PathBuf,
+    /// Receives `stream.m3u8` and `segment_NNNNN.ts`.
+    pub hls_dir: PathBuf,
+    pub segment_seconds: u32,
+    pub encoder: EncoderSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncoderSettings {
+    pub codec: String,
+    pub preset: String,
+    pub crf: u32,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> EncoderSettings {
+        EncoderSettings {
+            codec: "libx264".into(),
+            preset: "veryfast".into(),
+            crf: 18,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub frames: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub source: MediaInfo,
+    pub output_width: u32,
+    pub output_height: u32,
+    pub playlist: PathBuf,
+    pub output: PathBuf,
+}
+
+pub(crate) enum Message {
+    Frame(Frame),
+    End,
+}
+
+pub fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+pub fn run(
+    tools: &Tools,
+    spec: &PipelineSpec,
+    upscaler: &mut dyn Upscaler,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let input = spec
+        .input
+        .canonicalize()
+        .map_err(|e| PipelineError::Io(format!("cannot open {}", spec.input.display()), e))?;
+    let info = probe(tools, &input)?;
+    let output = absolute_output(&spec.output)?;
+    if output == input {
+        return Err(PipelineError::OutputIsInput(output));
+    }
+    prepare_hls_dir(&spec.hls_dir)?;
+    let partial = partial_path(&output);
+
+    let scale = upscaler.scale();
+    let filter = upscaler.decoder_filter();
+    let (out_w, out_h) = (info.width * scale, info.height * scale);
+    let (in_w, in_h) = if filter.is_some() {
+        (out_w, out_h)
+    } else {
+        (info.width, info.height)
+    };
+    progress.start(info.expected_frames(), info.frame_rate.as_f64());
+
+    let mut decode_command = tools.ffmpeg_command();
+    decode_command.args(args::decode(&input, &info, filter.as_deref()));
+    let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
+
+    let audio = info.audio_codec.as_deref().map(|codec| (input.as_path(), codec));
+    let plan = args::EncodePlan {
+        width: out_w,
+        height: out_h,
+        frame_rate: info.frame_rate,
+        audio_source: audio,
+        segment_seconds: spec.segment_seconds,
+        final_file: &partial,
+        video_codec: &spec.encoder.codec,
+        preset: &spec.encoder.preset,
+        crf: spec.encoder.crf,
+    };
+    let mut encode_command = tools.ffmpeg_command();
+    encode_command
+        .args(args::encode(&plan))
+        .current_dir(&spec.hls_dir);
+    let mut encoder = Process::spawn("encoder ffmpeg", encode_command, true, false)?;
+
+    let failure = Failure::new(vec![
+        Arc::clone(&decoder.process),
+        Arc::clone(&encoder.process),
+    ]);
+    let stdout = decoder.stdout.take().expect("decoder stdout is piped");
+    let stdin = encoder.stdin.take().expect("encoder stdin is piped");
+    let (decoded_tx, decoded_rx) = sync_channel(CHANNEL_DEPTH);
+    let (upscaled_tx, upscaled_rx) = sync_channel(CHANNEL_DEPTH);
+    let (free_inputs, give_back_inputs) = frames::pool(POOL_SIZE, in_w, in_h);
+    let (free_outputs, give_back_outputs) = frames::pool(POOL_SIZE, out_w, out_h);
+
+    std::thread::scope(|scope| {
+        let failure = &failure;
+        let decoder = &decoder.process;
+        let encoder = &encoder.process;
+        scope.spawn(move || {
+            failure.record(decode::read_frames(
+                stdout, decoder, free_inputs, decoded_tx, cancel,
+            ))
+        });
+        scope.spawn(move || {
+            failure.record(infer(
+                upscaler,
+                decoded_rx,
+                give_back_inputs,
+                free_outputs,
+                upscaled_tx,
+            ))
+        });
+        scope.spawn(move || {
+            failure.record(encode::write_frames(
+                stdin,
+                encoder,
+                upscaled_rx,
+                give_back_outputs,
+                progress,
+            ))
+        });
+    });
+
+    let frames_done = progress.snapshot().frames_done;
+    let outcome = match failure.take() {
+        Some(error) => Err(error),
+        None if frames_done == 0 => Err(PipelineError::NoFrames),
+        None => std::fs::rename(&partial, &output)
+            .map_err(|e| PipelineError::Io(format!("finishing {}", output.display()), e)),
+    };
+    if let Err(error) = outcome {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Summary {
+        frames: frames_done,
+        seconds,
+        fps: frames_done as f64 / seconds,
+        source: info,
+        output_width: out_w,
+        output_height: out_h,
+        playlist: spec.hls_dir.join(args::PLAYLIST_NAME),
+        output,
+    })
+}
+
+fn infer(
+    upscaler: &mut dyn Upscaler,
+    decoded: Receiver<Message>,
+    give_back_inputs: SyncSender<Frame>,
+    free_outputs: Receiver<Frame>,
+    upscaled: SyncSender<Message>,
+) -> Result<(), PipelineError> {
+    for message in decoded {
+        match message {
+            Message::Frame(frame) => {
+                let mut out = free_outputs.recv().map_err(|_| PipelineError::Aborted)?;
+                upscaler.upscale(&frame, &mut out)?;
+                let _ = give_back_inputs.send(frame);
+                upscaled
+                    .send(Message::Frame(out))
+                    .map_err(|_| PipelineError::Aborted)?;
+            }
+            Message::End => {
+                return upscaled
+                    .send(Message::End)
+                    .map_err(|_| PipelineError::Aborted)
+            }
+        }
+    }
+    Err(PipelineError::Aborted)
+}
+
+/// The first error any stage hit; recording one kills both ffmpeg children so that every other
+/// stage unblocks and stops.
+struct Failure {
+    first: Mutex<Option<PipelineError>>,
+    processes: Vec<Arc<Process>>,
+}
+
+impl Failure {
+    fn new(processes: Vec<Arc<Process>>) -> Failure {
+        Failure {
+            first: Mutex::new(None),
+            processes,
+        }
+    }
+
+    fn record(&self, result: Result<(), PipelineError>) {
+        let Err(error) = result else { return };
+        {
+            let mut first = self.first.lock().unwrap();
+            let replaces = match &*first {
+                None => true,
+                Some(PipelineError::Aborted) => !matches!(error, PipelineError::Aborted),
+                Some(_) => false,
+            };
+            if replaces {
+                *first = Some(error);
+            }
+        }
+        for process in &self.processes {
+            process.kill();
+        }
+    }
+
+    fn take(&self) -> Option<PipelineError> {
+        self.first.lock().unwrap().take()
+    }
+}
+
+fn absolute_output(output: &Path) -> Result<PathBuf, PipelineError> {
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| PipelineError::Io(format!("creating {}", parent.display()), e))?;
+    let parent = parent
+        .canonicalize()
+        .map_err(|e| PipelineError::Io(format!("resolving {}", parent.display()), e))?;
+    let name = output
+        .file_name()
+        .ok_or_else(|| PipelineError::Io(format!("{} names no file", output.display()), std::io::ErrorKind::InvalidInput.into()))?;
+    Ok(parent.join(name))
+}
+
+/// A fresh run starts a fresh playlist: our own playlist and segments from an earlier run go.
+fn prepare_hls_dir(dir: &Path) -> Result<(), PipelineError> {
+    let io = |e| PipelineError::Io(format!("preparing {}", dir.display()), e);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let ours = name.starts_with(args::PLAYLIST_NAME)
+            || (name.starts_with("segment_") && (name.ends_with(".ts") || name.ends_with(".tmp")));
+        if ours {
+            std::fs::remove_file(&path).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+

@@ -1,0 +1,79 @@
+//! Which device runs the network. CUDA is detected through `cudarc` with dynamic loading, so the
+//! binary builds and runs on machines without any NVIDIA software.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA when a usable GPU is found, else CPU (with a log line saying why).
+    Auto,
+    Cpu,
+    Cuda(u32),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DeviceChoice, String> {
+        match text {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("unknown device {text:?}: use auto, cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The number of CUDA devices, or why there are none usable.
+pub fn cuda_device_count() -> Result<u32, String> {
+    // cudarc panics on first use when libcuda is absent; ask first.
+    let present = unsafe { cudarc::driver::sys::is_culib_present() };
+    if !present {
+        return Err("no NVIDIA driver (libcuda) on this machine".to_string());
+    }
+    cudarc::driver::result::init().map_err(|e| format!("CUDA driver failed to start: {e:?}"))?;
+    let count = cudarc::driver::result::device::get_count()
+        .map_err(|e| format!("CUDA device count failed: {e:?}"))?;
+    u32::try_from(count)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "the NVIDIA driver reports no CUDA device".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("auto".parse(), Ok(DeviceChoice::Auto));
+        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
+        assert!("gpu".parse::<DeviceChoice>().is_err());
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn detection_answers_without_panicking_on_machines_without_cuda() {
+        match cuda_device_count() {
+            Ok(n) => assert!(n > 0),
+            Err(why) => assert!(!why.is_empty()),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The model catalogue: `models/manifest.json`, compiled in, plus where the converted `.onnx`
+//! files live (`LIVEUP_MODELS_DIR`, else `.deps/models`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::UpscaleError;
+
+const MANIFEST: &str = include_str!("../../models/manifest.json");
+
+pub const DEFAULT_MODEL: &str = "realesr-animevideov3-x2";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// A neural network run by ONNX Runtime.
+    Onnx,
+    /// ffmpeg's Lanczos scaler: no AI, for machines that cannot keep up.
+    Scaler,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub kind: ModelKind,
+    pub scale: u32,
+    pub onnx: Option<String>,
+    #[serde(default)]
+    pub reflect_pad: u32,
+    pub description: String,
+}
+
+pub fn catalogue() -> Vec<ModelSpec> {
+    serde_json::from_str(MANIFEST).expect("models/manifest.json is valid")
+}
+
+pub fn find(name: &str) -> Result<ModelSpec, UpscaleError> {
+    let models = catalogue();
+    models
+        .iter()
+        .find(|m| m.name == name)
+        .cloned()
+        .ok_or_else(|| UpscaleError::UnknownModel {
+            name: name.to_string(),
+            known: models
+                .iter()
+                .map(|m| m.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// The `.onnx` file of `spec`, looked for in `configured`, `LIVEUP_MODELS_DIR`, then `.deps/models`.
+pub fn onnx_file(spec: &ModelSpec, configured: Option<&Path>) -> Result<PathBuf, UpscaleError> {
+    let file = spec.onnx.as_deref().unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = configured.map(Path::to_path_buf).into_iter().collect();
+    if let Some(dir) = std::env::var_os("LIVEUP_MODELS_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.extend(crate::paths::deps_dirs().into_iter().map(|d| d.join("models")));
+    dirs.iter()
+        .map(|dir| dir.join(file))
+        .find(|path| path.is_file())
+        .ok_or_else(|| UpscaleError::ModelMissing {
+            name: spec.name.clone(),
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_has_the_default_and_a_non_ai_fallback() {
+        let default = find(DEFAULT_MODEL).unwrap();
+        assert_eq!((default.kind, default.scale), (ModelKind::Onnx, 2));
+        assert_eq!(find("lanczos").unwrap().kind, ModelKind::Scaler);
+        let err = find("esrgan-9000").unwrap_err().to_string();
+        assert!(err.contains("realesrgan-x4plus"), "{err}");
+    }
+}

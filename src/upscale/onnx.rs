@@ -1,0 +1,177 @@
+//! A super-resolution network run by ONNX Runtime: input `[1, 3, H, W]` float RGB in [0, 1],
+//! output `[1, 3, sH, sW]`. Frames are reflect-padded like the reference implementation, split
+//! into overlapping tiles when large, and clamped to [0, 1] before going back to 8 bits.
+
+use ort::ep;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::gpu::{cuda_device_count, DeviceChoice};
+use super::models::{self, ModelSpec};
+use super::tiling::{self, Tile};
+use super::{runtime, EngineOptions, UpscaleError, Upscaler};
+use crate::pipeline::frames::Frame;
+
+pub struct OnnxUpscaler {
+    session: Session,
+    scale: u32,
+    pad: u32,
+    tile_size: u32,
+    tile_overlap: u32,
+    device: String,
+    /// The padded frame as planar floats, reused from frame to frame.
+    padded: Vec<f32>,
+    /// One tile's network input, reused likewise.
+    window: Vec<f32>,
+}
+
+impl OnnxUpscaler {
+    pub fn new(spec: &ModelSpec, options: &EngineOptions) -> Result<OnnxUpscaler, UpscaleError> {
+        let path = models::onnx_file(spec, options.models_dir.as_deref())?;
+        let environment = runtime::environment(options.ort_library.as_deref())?;
+        let open = |cuda: Option<u32>| -> Result<Session, ort::Error> {
+            let mut builder = Session::builder(environment)?;
+            if let Some(id) = cuda {
+                let cuda = ep::CUDA::default()
+                    .with_device_id(id as i32)
+                    .build()
+                    .error_on_failure();
+                builder = builder.with_execution_providers([cuda])?;
+            }
+            builder.commit_from_file(&path)
+        };
+        let inference = |e: ort::Error| UpscaleError::Inference(format!("{}: {e}", spec.name));
+        let (session, device) = match options.device {
+            DeviceChoice::Cpu => (open(None).map_err(inference)?, "CPU".to_string()),
+            DeviceChoice::Cuda(id) => {
+                let unavailable = |reason: String| UpscaleError::Device {
+                    device: format!("cuda:{id}"),
+                    reason,
+                };
+                let count = cuda_device_count().map_err(unavailable)?;
+                if id >= count {
+                    return Err(unavailable(format!("only {count} CUDA device(s)")));
+                }
+                let session = open(Some(id)).map_err(|e| unavailable(e.to_string()))?;
+                (session, format!("CUDA:{id}"))
+            }
+            DeviceChoice::Auto => match cuda_device_count() {
+                Ok(_) => match open(Some(0)) {
+                    Ok(session) => (session, "CUDA:0".to_string()),
+                    Err(e) => {
+                        tracing::info!("device auto: CUDA execution provider failed ({e}); using CPU");
+                        (open(None).map_err(inference)?, "CPU".to_string())
+                    }
+                },
+                Err(why) => {
+                    tracing::info!("device auto: {why}; using CPU");
+                    (open(None).map_err(inference)?, "CPU".to_string())
+                }
+            },
+        };
+        tracing::info!(model = %spec.name, %device, "model loaded");
+        Ok(OnnxUpscaler {
+            session,
+            scale: spec.scale,
+            pad: spec.reflect_pad,
+            tile_size: options.tile_size,
+            tile_overlap: options.tile_overlap,
+            device,
+            padded: Vec::new(),
+            window: Vec::new(),
+        })
+    }
+
+    fn fill_padded(&mut self, frame: &Frame) {
+        let pad = i64::from(self.pad);
+        let (width, height) = (frame.width, frame.height);
+        let padded_w = (width + 2 * self.pad) as usize;
+        let padded_h = (height + 2 * self.pad) as usize;
+        let plane = padded_w * padded_h;
+        self.padded.resize(plane * 3, 0.0);
+        let columns: Vec<usize> = (0..padded_w as i64)
+            .map(|x| tiling::reflect(x - pad, width))
+            .collect();
+        for py in 0..padded_h {
+            let sy = tiling::reflect(py as i64 - pad, height);
+            let row = &frame.data[sy * width as usize * 3..][..width as usize * 3];
+            for (px, &sx) in columns.iter().enumerate() {
+                let at = py * padded_w + px;
+                for channel in 0..3 {
+                    self.padded[channel * plane + at] = f32::from(row[sx * 3 + channel]) / 255.0;
+                }
+            }
+        }
+    }
+
+    fn run_tile(&mut self, tile: &Tile, padded_w: usize, padded_h: usize, output: &mut Frame) -> Result<(), UpscaleError> {
+        let window = tile.window;
+        let (ww, wh) = (window.width() as usize, window.height() as usize);
+        let plane = padded_w * padded_h;
+        self.window.resize(3 * ww * wh, 0.0);
+        for channel in 0..3 {
+            for y in 0..wh {
+                let src = channel * plane + (window.y0 as usize + y) * padded_w + window.x0 as usize;
+                let dst = (channel * wh + y) * ww;
+                self.window[dst..dst + ww].copy_from_slice(&self.padded[src..src + ww]);
+            }
+        }
+        let input = TensorRef::from_array_view(([1usize, 3, wh, ww], &self.window[..]))
+            .map_err(|e| UpscaleError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input])
+            .map_err(|e| UpscaleError::Inference(e.to_string()))?;
+        let (shape, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| UpscaleError::Inference(e.to_string()))?;
+        let scale = self.scale as usize;
+        let (ow, oh) = (ww * scale, wh * scale);
+        if shape.len() != 4 || shape[1] != 3 || shape[2] as usize != oh || shape[3] as usize != ow {
+            return Err(UpscaleError::Inference(format!(
+                "model gave shape {shape:?} for a {ww}x{wh} input at scale {scale}"
+            )));
+        }
+        let out_plane = ow * oh;
+        let core = tile.core;
+        // Output pixel (x, y) of the frame comes from this tile's output at (x - left, y - top).
+        let left = (window.x0 as isize - self.pad as isize) * scale as isize;
+        let top = (window.y0 as isize - self.pad as isize) * scale as isize;
+        let frame_w = output.width as usize;
+        for y in core.y0 as usize * scale..core.y1 as usize * scale {
+            let ty = (y as isize - top) as usize;
+            let row = &mut output.data[y * frame_w * 3..(y + 1) * frame_w * 3];
+            for x in core.x0 as usize * scale..core.x1 as usize * scale {
+                let tx = (x as isize - left) as usize;
+                let at = ty * ow + tx;
+                for channel in 0..3 {
+                    let value = data[channel * out_plane + at].clamp(0.0, 1.0);
+                    row[x * 3 + channel] = (value * 255.0).round() as u8;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Upscaler for OnnxUpscaler {
+    fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    fn upscale(&mut self, input: &Frame, output: &mut Frame) -> Result<(), UpscaleError> {
+        debug_assert_eq!((output.width, output.height), (input.width * self.scale, input.height * self.scale));
+        self.fill_padded(input);
+        let padded_w = (input.width + 2 * self.pad) as usize;
+        let padded_h = (input.height + 2 * self.pad) as usize;
+        let tiles = tiling::plan(input.width, input.height, self.pad, self.tile_size, self.tile_overlap);
+        for tile in &tiles {
+            self.run_tile(tile, padded_w, padded_h, output)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! Finding and loading ONNX Runtime's C library. `ort` is built with `load-dynamic`, so nothing is
+//! linked at build time and a missing library is an error at run time, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+
+use super::UpscaleError;
+
+const LIBRARY_NAME: &str = "libonnxruntime.so";
+
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Where the library is looked for, in order: the configured path, `ORT_DYLIB_PATH`, then
+/// `.deps/lib/` in the working directory, beside the executable's ancestors, and in the source tree.
+pub fn library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = configured.map(Path::to_path_buf).into_iter().collect();
+    if let Some(env) = std::env::var_os("ORT_DYLIB_PATH") {
+        candidates.push(PathBuf::from(env));
+    }
+    for base in crate::paths::deps_dirs() {
+        candidates.push(base.join("lib").join(LIBRARY_NAME));
+    }
+    candidates
+}
+
+/// Loads ONNX Runtime once per process and returns its environment.
+pub fn environment(configured: Option<&Path>) -> Result<&'static Environment, UpscaleError> {
+    let loaded = ENVIRONMENT.get_or_init(|| load(configured));
+    loaded
+        .as_ref()
+        .map_err(|message| UpscaleError::Runtime(message.clone()))
+}
+
+fn load(configured: Option<&Path>) -> Result<Environment, String> {
+    let candidates = library_candidates(configured);
+    let explicit = configured.is_some() || std::env::var_os("ORT_DYLIB_PATH").is_some();
+    let library = if explicit {
+        candidates.first().cloned()
+    } else {
+        candidates.iter().find(|p| p.is_file()).cloned()
+    };
+    let Some(library) = library.filter(|p| p.is_file()) else {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "ONNX Runtime library not found (tried: {}); run scripts/setup or set ORT_DYLIB_PATH",
+            tried.join(", ")
+        ));
+    };
+    let builder = ort::init_from(&library)
+        .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
+    let environment = builder
+        .with_name("liveup")
+        .build()
+        .map_err(|e| format!("cannot start ONNX Runtime: {e}"))?;
+    tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
+    Ok(environment)
+}
+
+/// The loaded library's version, e.g. "1.31.1".
+pub fn version() -> Option<String> {
+    match ENVIRONMENT.get() {
+        Some(Ok(_)) => Some(
+            ort::info()
+                .split(',')
+                .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+                .unwrap_or("unknown")
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
