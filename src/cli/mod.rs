@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use crate::upscale::{DeviceChoice, DEFAULT_MODEL};
 
 #[derive(Debug, Parser)]
-#[command(name = "liveup", version, about = "Watch an AI-upscaled film while it is still being upscaled")]
+#[command(
+    name = "liveup",
+    version,
+    about = "Watch an AI-upscaled film while it is still being upscaled"
+)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -30,7 +30,8 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
     let bar = progress_bar(args.quiet);
 
     let result = std::thread::scope(|scope| {
-        let job = scope.spawn(|| pipeline::run(&tools, &spec, upscaler.as_mut(), &progress, &cancel));
+        let job =
+            scope.spawn(|| pipeline::run(&tools, &spec, upscaler.as_mut(), &progress, &cancel));
         while !job.is_finished() {
             let now = progress.snapshot();
             bar.set_length(now.frames_total);

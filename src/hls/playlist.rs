@@ -54,7 +54,9 @@ impl MediaPlaylist {
             } else if line == "#EXT-X-ENDLIST" {
                 playlist.ended = true;
             } else if !line.is_empty() && !line.starts_with('#') {
-                let duration = pending.take().ok_or_else(|| malformed("URI without EXTINF"))?;
+                let duration = pending
+                    .take()
+                    .ok_or_else(|| malformed("URI without EXTINF"))?;
                 playlist.segments.push(Segment {
                     duration,
                     uri: line.to_string(),
@@ -91,7 +93,10 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_playlist() {
-        assert_eq!(MediaPlaylist::parse("<html>"), Err(PlaylistError::NotAPlaylist));
+        assert_eq!(
+            MediaPlaylist::parse("<html>"),
+            Err(PlaylistError::NotAPlaylist)
+        );
         assert!(matches!(
             MediaPlaylist::parse("#EXTM3U\nsegment_00000.ts\n"),
             Err(PlaylistError::Malformed { line: 2, .. })

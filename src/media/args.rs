@@ -13,15 +13,20 @@ pub const SEGMENT_PATTERN: &str = "segment_%05d.ts";
 pub fn decode(input: &Path, info: &MediaInfo, video_filter: Option<&str>) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["-i".into(), input.into()];
     args.extend(
-        ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode"]
-            .iter()
-            .map(OsString::from),
+        [
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-fps_mode",
+            "cfr",
+            "-r",
+        ]
+        .iter()
+        .map(OsString::from),
     );
-    if info.variable_frame_rate {
-        args.extend(["cfr".into(), "-r".into(), info.frame_rate.to_string().into()]);
-    } else {
-        args.push("passthrough".into());
-    }
+    args.push(info.frame_rate.to_string().into());
     if let Some(filter) = video_filter {
         args.extend(["-vf".into(), filter.into()]);
     }
@@ -147,15 +152,11 @@ mod tests {
     }
 
     #[test]
-    fn constant_rate_sources_keep_every_frame_as_is() {
-        let args = joined(&decode(Path::new("/m/a.mkv"), &info(false), None));
-        assert!(args.contains("-fps_mode passthrough"), "{args}");
-    }
-
-    #[test]
-    fn variable_rate_sources_become_constant_rate() {
-        let args = joined(&decode(Path::new("/m/a.mkv"), &info(true), None));
-        assert!(args.contains("-fps_mode cfr -r 25/1"), "{args}");
+    fn every_source_is_decoded_at_its_constant_average_rate() {
+        for variable in [false, true] {
+            let args = joined(&decode(Path::new("/m/a.mkv"), &info(variable), None));
+            assert!(args.contains("-fps_mode cfr -r 25/1"), "{args}");
+        }
     }
 
     #[test]

@@ -23,9 +23,10 @@ pub struct MediaInfo {
     pub width: u32,
     pub height: u32,
     pub pix_fmt: String,
-    /// The rate frames are decoded and encoded at: the stream's own for constant-rate sources, the
-    /// average for variable-rate ones (which liveup converts to constant rate).
+    /// The rate frames are decoded and encoded at: the stream's average rate.
     pub frame_rate: Rational,
+    /// The container says frame times vary; informational, every source is decoded at a
+    /// constant rate either way.
     pub variable_frame_rate: bool,
     pub duration_seconds: f64,
     pub audio_codec: Option<String>,
@@ -115,12 +116,14 @@ pub(crate) fn parse(json: &[u8], path: &str) -> Result<MediaInfo, ProbeError> {
     };
     let real = rate(&video.r_frame_rate);
     let average = rate(&video.avg_frame_rate);
-    let (frame_rate, variable_frame_rate) = match (real, average) {
-        (Some(r), Some(a)) if r.as_f64() != a.as_f64() => (a, true),
-        (Some(r), _) => (r, false),
-        (None, Some(a)) => (a, false),
-        (None, None) => return Err(malformed("no usable frame rate".into())),
-    };
+    // The average is what the film really plays at; the "real" rate can be a field rate or the
+    // fastest moment of a variable-rate film. Matroska reports the two as equal even for
+    // variable-rate streams, which is why the decoder always converts to a constant rate.
+    let frame_rate = average
+        .or(real)
+        .ok_or_else(|| malformed("no usable frame rate".into()))?;
+    let variable_frame_rate =
+        matches!((real, average), (Some(r), Some(a)) if r.as_f64() != a.as_f64());
     let seconds = |field: &Option<String>| field.as_deref().and_then(|d| d.parse::<f64>().ok());
     let duration_seconds = seconds(&video.duration)
         .or_else(|| output.format.as_ref().and_then(|f| seconds(&f.duration)))
@@ -183,7 +186,8 @@ mod tests {
 
     #[test]
     fn audio_only_files_are_refused() {
-        let json = r#"{"streams":[{"codec_type":"audio","codec_name":"mp3"}],"format":{"duration":"3"}}"#;
+        let json =
+            r#"{"streams":[{"codec_type":"audio","codec_name":"mp3"}],"format":{"duration":"3"}}"#;
         assert!(matches!(
             parse(json.as_bytes(), "song.mp3"),
             Err(ProbeError::NoVideo { .. })

@@ -57,6 +57,9 @@ mod tests {
         assert!(take.recv().is_ok());
         drop(b);
         drop(give_back);
-        assert!(take.recv().is_err(), "no giver left: the producer is told to stop");
+        assert!(
+            take.recv().is_err(),
+            "no giver left: the producer is told to stop"
+        );
     }
 }

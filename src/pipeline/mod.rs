@@ -135,7 +135,10 @@ pub fn run(
     decode_command.args(args::decode(&input, &info, filter.as_deref()));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
 
-    let audio = info.audio_codec.as_deref().map(|codec| (input.as_path(), codec));
+    let audio = info
+        .audio_codec
+        .as_deref()
+        .map(|codec| (input.as_path(), codec));
     let plan = args::EncodePlan {
         width: out_w,
         height: out_h,
@@ -170,7 +173,11 @@ pub fn run(
         let encoder = &encoder.process;
         scope.spawn(move || {
             failure.record(decode::read_frames(
-                stdout, decoder, free_inputs, decoded_tx, cancel,
+                stdout,
+                decoder,
+                free_inputs,
+                decoded_tx,
+                cancel,
             ))
         });
         scope.spawn(move || {
@@ -292,9 +299,12 @@ fn absolute_output(output: &Path) -> Result<PathBuf, PipelineError> {
     let parent = parent
         .canonicalize()
         .map_err(|e| PipelineError::Io(format!("resolving {}", parent.display()), e))?;
-    let name = output
-        .file_name()
-        .ok_or_else(|| PipelineError::Io(format!("{} names no file", output.display()), std::io::ErrorKind::InvalidInput.into()))?;
+    let name = output.file_name().ok_or_else(|| {
+        PipelineError::Io(
+            format!("{} names no file", output.display()),
+            std::io::ErrorKind::InvalidInput.into(),
+        )
+    })?;
     Ok(parent.join(name))
 }
 
@@ -313,4 +323,3 @@ fn prepare_hls_dir(dir: &Path) -> Result<(), PipelineError> {
     }
     Ok(())
 }
-

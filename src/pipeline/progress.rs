@@ -47,10 +47,7 @@ impl Progress {
 
     pub fn snapshot(&self) -> Snapshot {
         let frames_done = self.frames_done.load(Ordering::Relaxed);
-        let frames_total = self
-            .frames_total
-            .load(Ordering::Relaxed)
-            .max(frames_done);
+        let frames_total = self.frames_total.load(Ordering::Relaxed).max(frames_done);
         let frame_rate = self.frame_rate_milli.load(Ordering::Relaxed) as f64 / 1000.0;
         let elapsed_seconds = self.started.elapsed().as_secs_f64();
         let fps = if elapsed_seconds > 0.0 {
@@ -69,7 +66,11 @@ impl Progress {
             },
             elapsed_seconds,
             fps,
-            realtime: if frame_rate > 0.0 { fps / frame_rate } else { 0.0 },
+            realtime: if frame_rate > 0.0 {
+                fps / frame_rate
+            } else {
+                0.0
+            },
             eta_seconds,
         }
     }

@@ -58,7 +58,11 @@ pub fn onnx_file(spec: &ModelSpec, configured: Option<&Path>) -> Result<PathBuf,
     if let Some(dir) = std::env::var_os("LIVEUP_MODELS_DIR") {
         dirs.push(PathBuf::from(dir));
     }
-    dirs.extend(crate::paths::deps_dirs().into_iter().map(|d| d.join("models")));
+    dirs.extend(
+        crate::paths::deps_dirs()
+            .into_iter()
+            .map(|d| d.join("models")),
+    );
     dirs.iter()
         .map(|dir| dir.join(file))
         .find(|path| path.is_file())

@@ -59,7 +59,9 @@ impl OnnxUpscaler {
                 Ok(_) => match open(Some(0)) {
                     Ok(session) => (session, "CUDA:0".to_string()),
                     Err(e) => {
-                        tracing::info!("device auto: CUDA execution provider failed ({e}); using CPU");
+                        tracing::info!(
+                            "device auto: CUDA execution provider failed ({e}); using CPU"
+                        );
                         (open(None).map_err(inference)?, "CPU".to_string())
                     }
                 },
@@ -104,14 +106,21 @@ impl OnnxUpscaler {
         }
     }
 
-    fn run_tile(&mut self, tile: &Tile, padded_w: usize, padded_h: usize, output: &mut Frame) -> Result<(), UpscaleError> {
+    fn run_tile(
+        &mut self,
+        tile: &Tile,
+        padded_w: usize,
+        padded_h: usize,
+        output: &mut Frame,
+    ) -> Result<(), UpscaleError> {
         let window = tile.window;
         let (ww, wh) = (window.width() as usize, window.height() as usize);
         let plane = padded_w * padded_h;
         self.window.resize(3 * ww * wh, 0.0);
         for channel in 0..3 {
             for y in 0..wh {
-                let src = channel * plane + (window.y0 as usize + y) * padded_w + window.x0 as usize;
+                let src =
+                    channel * plane + (window.y0 as usize + y) * padded_w + window.x0 as usize;
                 let dst = (channel * wh + y) * ww;
                 self.window[dst..dst + ww].copy_from_slice(&self.padded[src..src + ww]);
             }
@@ -164,11 +173,20 @@ impl Upscaler for OnnxUpscaler {
     }
 
     fn upscale(&mut self, input: &Frame, output: &mut Frame) -> Result<(), UpscaleError> {
-        debug_assert_eq!((output.width, output.height), (input.width * self.scale, input.height * self.scale));
+        debug_assert_eq!(
+            (output.width, output.height),
+            (input.width * self.scale, input.height * self.scale)
+        );
         self.fill_padded(input);
         let padded_w = (input.width + 2 * self.pad) as usize;
         let padded_h = (input.height + 2 * self.pad) as usize;
-        let tiles = tiling::plan(input.width, input.height, self.pad, self.tile_size, self.tile_overlap);
+        let tiles = tiling::plan(
+            input.width,
+            input.height,
+            self.pad,
+            self.tile_size,
+            self.tile_overlap,
+        );
         for tile in &tiles {
             self.run_tile(tile, padded_w, padded_h, output)?;
         }

@@ -92,7 +92,15 @@ mod tests {
     fn a_small_frame_is_one_tile_that_sees_the_whole_padded_frame() {
         let tiles = plan(64, 36, 10, 512, 24);
         assert_eq!(tiles.len(), 1);
-        assert_eq!(tiles[0].window, Rect { x0: 0, y0: 0, x1: 84, y1: 56 });
+        assert_eq!(
+            tiles[0].window,
+            Rect {
+                x0: 0,
+                y0: 0,
+                x1: 84,
+                y1: 56
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,288 @@
+//! The decode → upscale → encode pipeline on real ffmpeg, real ONNX Runtime and the real model.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use common::{decode_frames, facts, psnr, run_ok, Clip, Run};
+use liveup::hls::MediaPlaylist;
+use liveup::pipeline::{self, PipelineError, Progress};
+use liveup::upscale::{self, DEFAULT_MODEL};
+
+#[test]
+fn a_clip_becomes_a_live_playlist_and_a_final_file_twice_its_size() {
+    let run = Run::new();
+    let source = Clip {
+        seconds: 3.0,
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("source clip.mp4"));
+    let spec = run.spec(&source, 1);
+    let mut upscaler = upscale::build(DEFAULT_MODEL, &common::cpu()).unwrap();
+    let progress = Progress::default();
+
+    let (summary, target_durations) = std::thread::scope(|scope| {
+        let job = scope.spawn(|| {
+            pipeline::run(
+                &common::tools(),
+                &spec,
+                upscaler.as_mut(),
+                &progress,
+                &AtomicBool::new(false),
+            )
+        });
+        let mut seen = BTreeSet::new();
+        let playlist = run.hls_dir.join("stream.m3u8");
+        while !job.is_finished() {
+            if let Ok(text) = std::fs::read_to_string(&playlist) {
+                let live = MediaPlaylist::parse(&text).expect("the live playlist is always whole");
+                seen.insert(live.target_duration);
+                if !live.ended {
+                    assert_eq!(live.playlist_type.as_deref(), Some("EVENT"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (job.join().unwrap().unwrap(), seen)
+    });
+
+    assert_eq!(summary.frames, 30);
+    let (source_facts, output_facts) = (facts(&source), facts(&run.output));
+    assert_eq!(
+        (output_facts.width, output_facts.height),
+        (2 * source_facts.width, 2 * source_facts.height)
+    );
+    assert_eq!(output_facts.frames, source_facts.frames);
+    let frame = 1.0 / 10.0;
+    assert!(
+        (output_facts.video_seconds - source_facts.video_seconds).abs() <= frame,
+        "{output_facts:?} vs {source_facts:?}"
+    );
+    assert!(output_facts.has_audio);
+
+    let playlist = MediaPlaylist::parse(&run.playlist_text()).unwrap();
+    assert_eq!(playlist.playlist_type.as_deref(), Some("EVENT"));
+    assert!(playlist.ended, "EXT-X-ENDLIST once done");
+    assert_eq!(playlist.target_duration, 1);
+    assert!(
+        target_durations.iter().all(|&t| t == 1),
+        "TARGETDURATION changed mid-stream: {target_durations:?}"
+    );
+    assert_eq!(playlist.segments.len(), 3);
+    let (last, whole) = playlist.segments.split_last().unwrap();
+    assert!(
+        whole.iter().all(|s| (s.duration - 1.0).abs() < 1e-6),
+        "{whole:?}"
+    );
+    assert!(last.duration <= 1.0 + 1e-6);
+    for segment in &playlist.segments {
+        assert!(run.hls_dir.join(&segment.uri).is_file());
+    }
+
+    let mut decode = Command::new("ffmpeg");
+    decode
+        .args(["-v", "error", "-i"])
+        .arg(run.hls_dir.join("stream.m3u8"))
+        .args(["-f", "null", "-"]);
+    let out = decode.output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn output_frames_are_the_model_applied_to_the_source_frames() {
+    let run = Run::new();
+    let source = Clip {
+        audio: false,
+        photo: true,
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("source.mp4"));
+    run.upscale(&source, DEFAULT_MODEL, 1).unwrap();
+
+    let sources = decode_frames(&source, None);
+    let outputs = decode_frames(&run.output, None);
+    let lanczos = decode_frames(&source, Some("scale=iw*2:ih*2:flags=lanczos"));
+    assert_eq!(sources.len(), outputs.len());
+    let mut model = upscale::build(DEFAULT_MODEL, &common::cpu()).unwrap();
+    for index in [0, sources.len() / 2, sources.len() - 1] {
+        let mut expected =
+            liveup::pipeline::frames::Frame::new(outputs[index].width, outputs[index].height);
+        model.upscale(&sources[index], &mut expected).unwrap();
+        let to_model = psnr(&outputs[index], &expected);
+        let to_lanczos = psnr(&outputs[index], &lanczos[index]);
+        println!("frame {index}: {to_model:.2} dB to the model, {to_lanczos:.2} dB to lanczos");
+        assert!(to_model >= 30.0, "frame {index}: {to_model:.2} dB");
+        assert!(
+            to_model >= to_lanczos + 3.0,
+            "frame {index}: {to_model:.2} vs lanczos {to_lanczos:.2}"
+        );
+    }
+}
+
+#[test]
+fn a_source_without_audio_gives_an_output_without_audio() {
+    let run = Run::new();
+    let source = Clip {
+        audio: false,
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("silent.mp4"));
+    run.upscale(&source, DEFAULT_MODEL, 1).unwrap();
+    assert!(!facts(&run.output).has_audio);
+}
+
+#[test]
+fn odd_dimensions_are_upscaled_exactly() {
+    let run = Run::new();
+    let source = Clip {
+        width: 161,
+        height: 91,
+        seconds: 0.5,
+        extra: &["-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac"],
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("odd.mkv"));
+    let summary = run.upscale(&source, DEFAULT_MODEL, 1).unwrap();
+    let out = facts(&run.output);
+    assert_eq!((out.width, out.height), (322, 182));
+    assert_eq!(out.frames, summary.frames);
+}
+
+#[test]
+fn ten_bit_sources_with_other_audio_codecs_work() {
+    let run = Run::new();
+    let source = Clip {
+        seconds: 1.0,
+        extra: &["-c:v", "ffv1", "-pix_fmt", "yuv420p10le", "-c:a", "flac"],
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("ten-bit.mkv"));
+    run.upscale(&source, DEFAULT_MODEL, 1).unwrap();
+    let out = facts(&run.output);
+    assert_eq!((out.width, out.height, out.frames), (192, 108, 10));
+    assert!(out.has_audio, "flac is transcoded to AAC, not dropped");
+}
+
+#[test]
+fn variable_frame_rate_sources_become_constant_rate_and_keep_their_length() {
+    // One second at 10 fps, then one second where every other frame is missing. MP4 reports the
+    // average rate (so liveup knows it varies); Matroska does not.
+    for container in ["mp4", "mkv"] {
+        let run = Run::new();
+        let source = Clip {
+            extra: &[
+                "-vf",
+                "select='lt(n\\,10)+not(mod(n\\,2))'",
+                "-fps_mode",
+                "vfr",
+                "-c:v",
+                "libx264",
+                "-c:a",
+                "aac",
+            ],
+            ..Clip::default()
+        }
+        .make(&run.dir.path().join(format!("vfr.{container}")));
+        let probed = liveup::media::probe(&common::tools(), &source).unwrap();
+        assert_eq!(probed.variable_frame_rate, container == "mp4", "{probed:?}");
+        let summary = run.upscale(&source, DEFAULT_MODEL, 1).unwrap();
+        let out = facts(&run.output);
+        // The source's last frame starts at 1.8 s and is shown for a tenth of a second.
+        let source_end = common::last_frame_time(&source) + 0.1;
+        let frame = 1.0 / probed.frame_rate.as_f64();
+        assert!(
+            (out.video_seconds - source_end).abs() <= frame,
+            "{container}: {} s out of {source_end} s",
+            out.video_seconds,
+        );
+        assert_eq!(out.frames, summary.frames);
+        assert!(out.has_audio);
+    }
+}
+
+#[test]
+fn an_unreadable_input_is_a_clear_error_and_leaves_no_file() {
+    let run = Run::new();
+    let garbage = run.dir.path().join("not a film.mkv");
+    std::fs::write(&garbage, b"this is not a matroska file").unwrap();
+    let error = run.upscale(&garbage, DEFAULT_MODEL, 1).unwrap_err();
+    assert!(matches!(error, PipelineError::Probe(_)), "{error:?}");
+    assert!(error.to_string().contains("not a film.mkv"), "{error}");
+    run.assert_no_final_file();
+
+    let missing = run
+        .upscale(&run.dir.path().join("gone.mkv"), DEFAULT_MODEL, 1)
+        .unwrap_err();
+    assert!(missing.to_string().contains("gone.mkv"), "{missing}");
+    run.assert_no_final_file();
+}
+
+fn kill_mid_run(which: &str) -> (Run, PipelineError) {
+    let run = Run::new();
+    let source = Clip {
+        seconds: 20.0,
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("long.mp4"));
+    let marker = run.dir.path().to_string_lossy().into_owned();
+    let error = std::thread::scope(|scope| {
+        let job = scope.spawn(|| run.upscale(&source, DEFAULT_MODEL, 1));
+        while !run.hls_dir.join("segment_00000.ts").exists() {
+            assert!(!job.is_finished(), "finished before it could be killed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The decoder is the ffmpeg reading the source; the encoder is the one writing the tee.
+        let pattern = if which == "decoder" {
+            format!("-i {marker}/long.mp4 -map 0:v:0")
+        } else {
+            format!("{marker}/out/film.upscaled.ts.partial")
+        };
+        let pids = run_ok({
+            let mut pgrep = Command::new("pgrep");
+            pgrep.args(["-f", "--", &pattern]);
+            pgrep
+        });
+        let pid = String::from_utf8(pids).unwrap();
+        let pid = pid.lines().next().expect("the ffmpeg is running");
+        run_ok({
+            let mut kill = Command::new("kill");
+            kill.args(["-9", pid]);
+            kill
+        });
+        job.join().unwrap().unwrap_err()
+    });
+    (run, error)
+}
+
+#[test]
+fn a_killed_decoder_stops_the_job_with_a_clear_error_and_no_final_file() {
+    let (run, error) = kill_mid_run("decoder");
+    let message = error.to_string();
+    assert!(
+        message.contains("decoder ffmpeg was killed by signal 9"),
+        "{message}"
+    );
+    run.assert_no_final_file();
+    let playlist = MediaPlaylist::parse(&run.playlist_text()).unwrap();
+    assert!(!playlist.ended, "a failed job must not look finished");
+}
+
+#[test]
+fn a_killed_encoder_stops_the_job_with_a_clear_error_and_no_final_file() {
+    let (run, error) = kill_mid_run("encoder");
+    let message = error.to_string();
+    assert!(
+        message.contains("encoder ffmpeg was killed by signal 9"),
+        "{message}"
+    );
+    run.assert_no_final_file();
+}
