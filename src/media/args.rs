@@ -27,9 +27,14 @@ pub fn decode(input: &Path, info: &MediaInfo, video_filter: Option<&str>) -> Vec
         .map(OsString::from),
     );
     args.push(info.frame_rate.to_string().into());
+    // Rebased to zero before the constant-rate conversion, so a first frame that starts a
+    // fraction of a frame late is not duplicated.
+    let mut filters = String::from("setpts=PTS-STARTPTS");
     if let Some(filter) = video_filter {
-        args.extend(["-vf".into(), filter.into()]);
+        filters.push(',');
+        filters.push_str(filter);
     }
+    args.extend(["-vf".into(), filters.into()]);
     args.extend(
         ["-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
             .iter()
@@ -44,6 +49,8 @@ pub struct EncodePlan<'a> {
     pub width: u32,
     pub height: u32,
     pub frame_rate: Rational,
+    /// Delay of the video against the audio in the source (see `MediaInfo::video_delay_seconds`).
+    pub video_delay_seconds: f64,
     /// The source, opened a second time for its audio; `None` when it has none.
     pub audio_source: Option<(&'a Path, &'a str)>,
     pub segment_seconds: u32,
@@ -58,6 +65,9 @@ pub struct EncodePlan<'a> {
 pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    if plan.video_delay_seconds > 0.0005 {
+        push(&["-itsoffset", &format!("{:.6}", plan.video_delay_seconds)]);
+    }
     push(&["-f", "rawvideo", "-pix_fmt", "rgb24"]);
     push(&[
         "-s",
@@ -140,6 +150,7 @@ mod tests {
             frame_rate: Rational::new(25, 1),
             variable_frame_rate: vfr,
             duration_seconds: 2.0,
+            video_delay_seconds: 0.0,
             audio_codec: None,
         }
     }
@@ -165,6 +176,7 @@ mod tests {
             width: 483,
             height: 273,
             frame_rate: Rational::new(25, 1),
+            video_delay_seconds: 0.042,
             audio_source: Some((Path::new("/m/a.mkv"), "opus")),
             segment_seconds: 6,
             final_file: Path::new("/out/a.ts.partial"),
@@ -176,6 +188,7 @@ mod tests {
         assert!(args.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"), "{args}");
         assert!(args.contains("-map 1:a:0 -c:a aac"), "{args}");
         assert!(args.contains("expr:gte(t,n_forced*6)"), "{args}");
+        assert!(args.starts_with("-itsoffset 0.042000 -f rawvideo"), "{args}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct MediaInfo {
     /// constant rate either way.
     pub variable_frame_rate: bool,
     pub duration_seconds: f64,
+    /// How long after the file's first packet the video starts (encoder delay, usually a frame
+    /// or two). Decoded frames are rebased to zero, so the encoder delays them by this much to
+    /// keep the audio in sync.
+    pub video_delay_seconds: f64,
     pub audio_codec: Option<String>,
 }
 
@@ -55,6 +59,7 @@ struct ProbeStream {
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
     duration: Option<String>,
+    start_time: Option<String>,
     #[serde(default)]
     disposition: Disposition,
 }
@@ -129,6 +134,12 @@ pub(crate) fn parse(json: &[u8], path: &str) -> Result<MediaInfo, ProbeError> {
         .or_else(|| output.format.as_ref().and_then(|f| seconds(&f.duration)))
         .filter(|d| *d > 0.0)
         .ok_or_else(|| malformed("no duration".into()))?;
+    let video_start = seconds(&video.start_time).unwrap_or(0.0);
+    let file_start = output
+        .streams
+        .iter()
+        .filter_map(|s| seconds(&s.start_time))
+        .fold(video_start, f64::min);
     let audio_codec = output
         .streams
         .iter()
@@ -141,6 +152,7 @@ pub(crate) fn parse(json: &[u8], path: &str) -> Result<MediaInfo, ProbeError> {
         frame_rate,
         variable_frame_rate,
         duration_seconds,
+        video_delay_seconds: video_start - file_start,
         audio_codec,
     })
 }
@@ -153,8 +165,9 @@ mod tests {
       "streams": [
         {"index": 0, "codec_name": "h264", "codec_type": "video", "width": 1920, "height": 1080,
          "pix_fmt": "yuv420p10le", "r_frame_rate": "24000/1001", "avg_frame_rate": "24000/1001",
+         "start_time": "0.042",
          "disposition": {"default": 1, "attached_pic": 0}},
-        {"index": 1, "codec_name": "aac", "codec_type": "audio", "sample_rate": "48000",
+        {"index": 1, "codec_name": "aac", "codec_type": "audio", "sample_rate": "48000", "start_time": "-0.021",
          "r_frame_rate": "0/0", "avg_frame_rate": "0/0"},
         {"index": 2, "codec_name": "mjpeg", "codec_type": "video", "width": 600, "height": 900,
          "r_frame_rate": "90000/1", "avg_frame_rate": "0/0", "disposition": {"attached_pic": 1}}
@@ -171,6 +184,7 @@ mod tests {
         assert_eq!(info.duration_seconds, 5400.125);
         assert_eq!(info.audio_codec.as_deref(), Some("aac"));
         assert_eq!(info.pix_fmt, "yuv420p10le");
+        assert!((info.video_delay_seconds - 0.063).abs() < 1e-9);
     }
 
     #[test]

