@@ -1,8 +1,9 @@
 //! Model-only fps against whole-pipeline fps on the same 640×360 frames.
 //!
-//! `cargo bench --bench pipeline` (env: LIVEUP_BENCH_FRAMES, default 8; LIVEUP_BENCH_MODEL,
-//! default the daemon's default model; LIVEUP_BENCH_DEVICE, default auto). Prints numbers only;
-//! nothing here is a pass/fail test.
+//! `cargo bench --bench pipeline` (env: LIVEUP_BENCH_FRAMES, default 8; LIVEUP_BENCH_ROUNDS,
+//! default 3; LIVEUP_BENCH_MODEL, default the default model; LIVEUP_BENCH_DEVICE, default auto).
+//! The two measurements alternate round by round and the medians are compared, so a noisy
+//! machine disturbs both alike. Prints numbers only; nothing here is a pass/fail test.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,9 +20,16 @@ const HEIGHT: u32 = 360;
 const RATE: u32 = 24;
 
 fn main() {
-    let frames: u32 = env_or("LIVEUP_BENCH_FRAMES", "8").parse().expect("a frame count");
+    let frames: u32 = env_or("LIVEUP_BENCH_FRAMES", "8")
+        .parse()
+        .expect("a frame count");
     let model = env_or("LIVEUP_BENCH_MODEL", DEFAULT_MODEL);
-    let device = env_or("LIVEUP_BENCH_DEVICE", "auto").parse().expect("a device");
+    let device = env_or("LIVEUP_BENCH_DEVICE", "auto")
+        .parse()
+        .expect("a device");
+    let rounds: usize = env_or("LIVEUP_BENCH_ROUNDS", "3")
+        .parse()
+        .expect("a round count");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let clip = dir.path().join("bench.mkv");
     make_clip(&clip, frames);
@@ -36,12 +44,6 @@ fn main() {
     let mut output = Frame::new(WIDTH * scale, HEIGHT * scale);
     upscaler.upscale(&inputs[0], &mut output).expect("warm-up");
 
-    let started = Instant::now();
-    for input in &inputs {
-        upscaler.upscale(input, &mut output).expect("inference");
-    }
-    let model_fps = inputs.len() as f64 / started.elapsed().as_secs_f64();
-
     let spec = PipelineSpec {
         input: clip.clone(),
         output: dir.path().join("bench.upscaled.ts"),
@@ -49,15 +51,38 @@ fn main() {
         segment_seconds: 6,
         encoder: EncoderSettings::default(),
     };
-    let summary = pipeline::run(
-        &Tools::from_env(),
-        &spec,
-        upscaler.as_mut(),
-        &Progress::default(),
-        &AtomicBool::new(false),
-    )
-    .expect("the pipeline runs");
-    assert_eq!(summary.frames, u64::from(frames));
+    let (mut model_only, mut whole, mut busy) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        // A-B then B-A, so a machine that drifts faster or slower favours neither side.
+        for measure_model_first in [round % 2 == 1, round % 2 == 0] {
+            if measure_model_first {
+                let started = Instant::now();
+                for input in &inputs {
+                    upscaler.upscale(input, &mut output).expect("inference");
+                }
+                model_only.push(inputs.len() as f64 / started.elapsed().as_secs_f64());
+            } else {
+                let summary = pipeline::run(
+                    &Tools::from_env(),
+                    &spec,
+                    upscaler.as_mut(),
+                    &Progress::default(),
+                    &AtomicBool::new(false),
+                )
+                .expect("the pipeline runs");
+                assert_eq!(summary.frames, u64::from(frames));
+                whole.push(summary.fps);
+                busy.push(summary.upscaler_busy);
+            }
+        }
+        eprintln!(
+            "round {round}: model-only {:.3} fps, pipeline {:.3} fps (upscaler busy {:.1} %)",
+            model_only[round - 1],
+            whole[round - 1],
+            100.0 * busy[round - 1]
+        );
+    }
+    let (model_fps, pipeline_fps) = (median(model_only), median(whole));
 
     println!(
         "model {model} on {}: {WIDTH}x{HEIGHT} -> {}x{}, {frames} frames",
@@ -66,12 +91,33 @@ fn main() {
         HEIGHT * scale
     );
     println!("model-only fps:     {model_fps:.3}");
-    println!("whole-pipeline fps: {:.3}", summary.fps);
-    println!("pipeline / model:   {:.3}", summary.fps / model_fps);
+    println!("whole-pipeline fps: {pipeline_fps:.3}  (medians of {rounds} rounds)");
+    println!("pipeline / model:   {:.3}", pipeline_fps / model_fps);
+    println!(
+        "upscaler busy during the pipeline: {:.1} % (median)",
+        100.0 * median(busy)
+    );
     println!(
         "realtime multiplier at {RATE} fps: {:.4}x",
-        summary.fps / f64::from(RATE)
+        pipeline_fps / f64::from(RATE)
     );
+    println!("peak memory (VmHWM): {}", peak_memory());
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -100,7 +146,15 @@ fn decode(path: &Path, frames: u32) -> Vec<Frame> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"])
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-pix_fmt",
+            "rgb24",
+            "-f",
+            "rawvideo",
+            "-",
+        ])
         .output()
         .expect("ffmpeg runs");
     let size = Frame::byte_len(WIDTH, HEIGHT);

@@ -98,7 +98,10 @@ fn tiled_and_untiled_outputs_agree() {
         tile_overlap: 0,
         ..tiled
     };
-    let seams = psnr(&a, &upscale_with("realesr-animevideov3-x2", &narrow, &input));
+    let seams = psnr(
+        &a,
+        &upscale_with("realesr-animevideov3-x2", &narrow, &input),
+    );
     println!("tiled vs untiled: {db:.2} dB; with no overlap: {seams:.2} dB");
     assert!(db >= 45.0, "{db:.2} dB");
     assert!(seams < db, "tiles are really in use");

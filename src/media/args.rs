@@ -58,6 +58,8 @@ pub struct EncodePlan<'a> {
     pub video_codec: &'a str,
     pub preset: &'a str,
     pub crf: u32,
+    /// Encoder threads; `None` lets ffmpeg choose.
+    pub threads: Option<u32>,
 }
 
 /// Raw rgb24 frames on stdin (+ the source's audio) → H.264, teed into the live HLS playlist
@@ -100,6 +102,9 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
         "-sc_threshold",
         "0",
     ]);
+    if let Some(threads) = plan.threads {
+        push(&["-threads", &threads.to_string()]);
+    }
     if let Some((_, codec)) = plan.audio_source {
         push(&["-map", "1:a:0"]);
         if codec == "aac" {
@@ -183,12 +188,16 @@ mod tests {
             video_codec: "libx264",
             preset: "veryfast",
             crf: 18,
+            threads: Some(1),
         };
         let args = joined(&encode(&plan));
         assert!(args.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"), "{args}");
         assert!(args.contains("-map 1:a:0 -c:a aac"), "{args}");
         assert!(args.contains("expr:gte(t,n_forced*6)"), "{args}");
-        assert!(args.starts_with("-itsoffset 0.042000 -f rawvideo"), "{args}");
+        assert!(
+            args.starts_with("-itsoffset 0.042000 -f rawvideo"),
+            "{args}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::process::Command;
 pub use probe::{probe, MediaInfo, ProbeError};
 pub use rational::Rational;
 
+const FFMPEG_NICENESS: i32 = 5;
+
 /// The ffmpeg and ffprobe binaries liveup drives: `LIVEUP_FFMPEG` / `LIVEUP_FFPROBE`, else the
 /// ones on `PATH`.
 #[derive(Debug, Clone)]
@@ -34,12 +36,22 @@ impl Tools {
     }
 
     /// An ffmpeg command (through ffmpeg-sidecar) with the flags every liveup invocation wants:
-    /// overwrite without asking, never read the terminal, errors and warnings on stderr.
+    /// overwrite without asking, never read the terminal, errors and warnings on stderr. It runs
+    /// at a lower CPU priority than liveup: decoding and encoding need little CPU and have frames
+    /// buffered, while every cycle they take from the network is lost throughput.
     pub fn ffmpeg_command(&self) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut command = ffmpeg_sidecar::command::FfmpegCommand::new_with_path(&self.ffmpeg);
         command.hide_banner().args(["-nostdin", "-y"]);
         let mut command: Command = command.into();
         command.args(["-loglevel", "level+warning", "-nostats"]);
+        // SAFETY: nice(2) is async-signal-safe; its failure only leaves the priority unchanged.
+        unsafe {
+            command.pre_exec(|| {
+                libc::nice(FFMPEG_NICENESS);
+                Ok(())
+            });
+        }
         command
     }
 

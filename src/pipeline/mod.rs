@@ -83,6 +83,8 @@ pub struct Summary {
     pub frames: u64,
     pub seconds: f64,
     pub fps: f64,
+    /// Share of the run the upscaler was working rather than waiting on ffmpeg.
+    pub upscaler_busy: f64,
     pub source: MediaInfo,
     pub output_width: u32,
     pub output_height: u32,
@@ -150,6 +152,9 @@ pub fn run(
         video_codec: &spec.encoder.codec,
         preset: &spec.encoder.preset,
         crf: spec.encoder.crf,
+        // A network on the CPU is the bottleneck by far; one encoder thread keeps up with it
+        // and stops the encoder's thread pool from stalling the network's threads.
+        threads: (upscaler.device() == "CPU").then_some(1),
     };
     let mut encode_command = tools.ffmpeg_command();
     encode_command
@@ -184,6 +189,7 @@ pub fn run(
         scope.spawn(move || {
             failure.record(infer(
                 upscaler,
+                progress,
                 decoded_rx,
                 give_back_inputs,
                 free_outputs,
@@ -201,7 +207,8 @@ pub fn run(
         });
     });
 
-    let frames_done = progress.snapshot().frames_done;
+    let finished = progress.snapshot();
+    let frames_done = finished.frames_done;
     let outcome = match failure.take() {
         Some(error) => Err(error),
         None if frames_done == 0 => Err(PipelineError::NoFrames),
@@ -217,6 +224,7 @@ pub fn run(
         frames: frames_done,
         seconds,
         fps: frames_done as f64 / seconds,
+        upscaler_busy: finished.upscaler_busy,
         source: info,
         output_width: out_w,
         output_height: out_h,
@@ -227,6 +235,7 @@ pub fn run(
 
 fn infer(
     upscaler: &mut dyn Upscaler,
+    progress: &Progress,
     decoded: Receiver<Message>,
     give_back_inputs: SyncSender<Frame>,
     free_outputs: Receiver<Frame>,
@@ -236,7 +245,9 @@ fn infer(
         match message {
             Message::Frame(frame) => {
                 let mut out = free_outputs.recv().map_err(|_| PipelineError::Aborted)?;
+                let started = Instant::now();
                 upscaler.upscale(&frame, &mut out)?;
+                progress.upscaled_in(started.elapsed());
                 let _ = give_back_inputs.send(frame);
                 upscaled
                     .send(Message::Frame(out))

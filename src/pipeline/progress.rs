@@ -8,6 +8,8 @@ pub struct Progress {
     frames_total: AtomicU64,
     /// The output frame rate in millihertz, so it fits an atomic.
     frame_rate_milli: AtomicU64,
+    /// Time spent inside the upscaler, to tell whether the rest of the pipeline keeps it busy.
+    upscaling_nanos: AtomicU64,
     started: Instant,
 }
 
@@ -21,6 +23,8 @@ pub struct Snapshot {
     /// Seconds of film made per second of wall time; ≥ 1.0 streams without stalling.
     pub realtime: f64,
     pub eta_seconds: Option<f64>,
+    /// Share of the elapsed time the upscaler was working (1.0: never waited for frames).
+    pub upscaler_busy: f64,
 }
 
 impl Default for Progress {
@@ -29,6 +33,7 @@ impl Default for Progress {
             frames_done: AtomicU64::new(0),
             frames_total: AtomicU64::new(0),
             frame_rate_milli: AtomicU64::new(0),
+            upscaling_nanos: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -39,6 +44,11 @@ impl Progress {
         self.frames_total.store(frames_total, Ordering::Relaxed);
         self.frame_rate_milli
             .store((frame_rate * 1000.0).round() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn upscaled_in(&self, spent: std::time::Duration) {
+        self.upscaling_nanos
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn frame_done(&self) {
@@ -72,6 +82,11 @@ impl Progress {
                 0.0
             },
             eta_seconds,
+            upscaler_busy: if elapsed_seconds > 0.0 {
+                self.upscaling_nanos.load(Ordering::Relaxed) as f64 / 1e9 / elapsed_seconds
+            } else {
+                0.0
+            },
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod gpu;
 pub mod lanczos;
 pub mod models;
 pub mod onnx;
+pub mod resize;
 pub mod runtime;
 pub mod tiling;
 

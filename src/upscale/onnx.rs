@@ -8,6 +8,7 @@ use ort::value::TensorRef;
 
 use super::gpu::{cuda_device_count, DeviceChoice};
 use super::models::{self, ModelSpec};
+use super::resize;
 use super::tiling::{self, Tile};
 use super::{runtime, EngineOptions, UpscaleError, Upscaler};
 use crate::pipeline::frames::Frame;
@@ -15,6 +16,8 @@ use crate::pipeline::frames::Frame;
 pub struct OnnxUpscaler {
     session: Session,
     scale: u32,
+    /// The network's own scale; larger than `scale` when its output is shrunk afterwards.
+    network_scale: u32,
     pad: u32,
     tile_size: u32,
     tile_overlap: u32,
@@ -23,11 +26,17 @@ pub struct OnnxUpscaler {
     padded: Vec<f32>,
     /// One tile's network input, reused likewise.
     window: Vec<f32>,
+    shrink_scratch: Vec<f32>,
+    shrunk: Vec<f32>,
 }
 
 impl OnnxUpscaler {
     pub fn new(spec: &ModelSpec, options: &EngineOptions) -> Result<OnnxUpscaler, UpscaleError> {
-        let path = models::onnx_file(spec, options.models_dir.as_deref())?;
+        let network = match &spec.network {
+            Some(name) => models::find(name)?,
+            None => spec.clone(),
+        };
+        let path = models::onnx_file(&network, options.models_dir.as_deref())?;
         let environment = runtime::environment(options.ort_library.as_deref())?;
         let open = |cuda: Option<u32>| -> Result<Session, ort::Error> {
             // ONNX Runtime defaults to one thread per physical core, which on small virtual
@@ -80,12 +89,15 @@ impl OnnxUpscaler {
         Ok(OnnxUpscaler {
             session,
             scale: spec.scale,
+            network_scale: network.scale,
             pad: spec.reflect_pad,
             tile_size: options.tile_size,
             tile_overlap: options.tile_overlap,
             device,
             padded: Vec::new(),
             window: Vec::new(),
+            shrink_scratch: Vec::new(),
+            shrunk: Vec::new(),
         })
     }
 
@@ -139,13 +151,28 @@ impl OnnxUpscaler {
         let (shape, data) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(|e| UpscaleError::Inference(e.to_string()))?;
-        let scale = self.scale as usize;
-        let (ow, oh) = (ww * scale, wh * scale);
-        if shape.len() != 4 || shape[1] != 3 || shape[2] as usize != oh || shape[3] as usize != ow {
+        let network_scale = self.network_scale as usize;
+        let (nw, nh) = (ww * network_scale, wh * network_scale);
+        if shape.len() != 4 || shape[1] != 3 || shape[2] as usize != nh || shape[3] as usize != nw {
             return Err(UpscaleError::Inference(format!(
-                "model gave shape {shape:?} for a {ww}x{wh} input at scale {scale}"
+                "model gave shape {shape:?} for a {ww}x{wh} input at scale {network_scale}"
             )));
         }
+        let scale = self.scale as usize;
+        let (ow, oh) = (ww * scale, wh * scale);
+        let data = if network_scale == scale {
+            data
+        } else {
+            resize::resize_planes(
+                data,
+                3,
+                (nw, nh),
+                (ow, oh),
+                &mut self.shrink_scratch,
+                &mut self.shrunk,
+            );
+            &self.shrunk[..]
+        };
         let out_plane = ow * oh;
         let core = tile.core;
         // Output pixel (x, y) of the frame comes from this tile's output at (x - left, y - top).
