@@ -11,8 +11,12 @@
 //! - [`cli`]: the subcommands of the `liveup` binary.
 
 pub mod cli;
+pub mod config;
 pub mod hls;
+pub mod jellyfin;
 pub mod media;
 pub mod paths;
 pub mod pipeline;
+pub mod server;
 pub mod upscale;
+pub mod watch;

@@ -1,0 +1,1 @@
+//! Jellyfin API client (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! Serving `<hls_root>/<job>/…` (placeholder until implemented).

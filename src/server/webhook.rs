@@ -1,0 +1,1 @@
+//! Webhook bodies (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! Library watcher (placeholder until implemented).
