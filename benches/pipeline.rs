@@ -46,9 +46,10 @@ fn main() {
 
     let spec = PipelineSpec {
         input: clip.clone(),
-        output: dir.path().join("bench.upscaled.ts"),
+        output: Some(dir.path().join("bench.upscaled.ts")),
         hls_dir: dir.path().join("hls"),
         segment_seconds: 6,
+        start_segment: 0,
         encoder: EncoderSettings::default(),
     };
     let (mut model_only, mut whole, mut busy) = (Vec::new(), Vec::new(), Vec::new());

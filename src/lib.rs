@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod hls;
 pub mod jellyfin;
+pub mod jobs;
 pub mod media;
 pub mod paths;
 pub mod pipeline;

@@ -286,3 +286,85 @@ fn a_killed_encoder_stops_the_job_with_a_clear_error_and_no_final_file() {
     );
     run.assert_no_final_file();
 }
+
+#[test]
+fn a_run_stopped_midway_resumes_from_its_last_listed_segment_and_assembles_a_continuous_file() {
+    let run = Run::new();
+    let source = Clip {
+        seconds: 5.0,
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("film.mkv"));
+    let mut upscaler = upscale::build(DEFAULT_MODEL, &common::cpu()).unwrap();
+    let cancel = AtomicBool::new(false);
+    let first = std::thread::scope(|scope| {
+        let job = scope.spawn(|| {
+            pipeline::run(
+                &common::tools(),
+                &run.spec(&source, 1),
+                upscaler.as_mut(),
+                &Progress::default(),
+                &cancel,
+            )
+        });
+        while !run.hls_dir.join("segment_00002.ts").exists() && !job.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        job.join().unwrap()
+    });
+    assert!(matches!(first, Err(PipelineError::Cancelled)), "{first:?}");
+    run.assert_no_final_file();
+    let listed = MediaPlaylist::parse(&run.playlist_text())
+        .unwrap()
+        .segments
+        .len() as u32;
+    assert!(
+        (2..5).contains(&listed),
+        "{listed} segments before the stop"
+    );
+
+    let mut resumed = run.spec(&source, 1);
+    resumed.output = None;
+    resumed.start_segment = listed;
+    let summary = pipeline::run(
+        &common::tools(),
+        &resumed,
+        upscaler.as_mut(),
+        &Progress::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(summary.frames, u64::from(50 - listed * 10));
+
+    let playlist = MediaPlaylist::parse(&run.playlist_text()).unwrap();
+    let names: Vec<&str> = playlist.segments.iter().map(|s| s.uri.as_str()).collect();
+    let expected: Vec<String> = (0..5).map(pipeline::segment_name).collect();
+    assert_eq!(
+        names,
+        expected,
+        "every segment once, in order: {}",
+        run.playlist_text()
+    );
+    assert!(playlist.ended);
+    assert!(
+        playlist
+            .segments
+            .iter()
+            .all(|s| (s.duration - 1.0).abs() < 1e-6),
+        "{playlist:?}"
+    );
+
+    pipeline::assemble_final(&run.hls_dir, 5, &run.output).unwrap();
+    let out = facts(&run.output);
+    assert_eq!(out.frames, 50);
+    assert!((out.video_seconds - 5.0).abs() <= 0.1, "{out:?}");
+    assert!(out.has_audio);
+    let times = common::video_frame_times(&run.output);
+    for pair in times.windows(2) {
+        assert!(
+            (pair[1] - pair[0] - 0.1).abs() < 0.002,
+            "timestamps jump: {pair:?}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The `liveup` subcommands: flags in, a validated request out, then the library does the work.
 
+mod serve;
 mod upscale;
 
 use std::path::PathBuf;
@@ -26,6 +27,15 @@ pub struct Cli {
 pub enum Command {
     /// Upscale one file into a live HLS playlist and a final file.
     Upscale(UpscaleArgs),
+    /// Run the daemon: Jellyfin webhooks in, live HLS out.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The TOML configuration file (each key can also be set as LIVEUP_<KEY>).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +74,7 @@ pub struct UpscaleArgs {
 pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Upscale(args) => upscale::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

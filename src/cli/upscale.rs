@@ -19,9 +19,10 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut upscaler = upscale::build(&args.model, &options)?;
     let spec = PipelineSpec {
         input: args.input.clone(),
-        output: args.output.clone(),
+        output: Some(args.output.clone()),
         hls_dir: args.hls_dir.clone(),
         segment_seconds: args.segment_time,
+        start_segment: 0,
         encoder: EncoderSettings::default(),
     };
     let tools = Tools::from_env();
@@ -63,7 +64,7 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
         summary.fps / summary.source.frame_rate.as_f64(),
     );
     println!("playlist: {}", summary.playlist.display());
-    println!("final file: {}", summary.output.display());
+    println!("final file: {}", args.output.display());
     Ok(())
 }
 

@@ -9,9 +9,15 @@ use super::{MediaInfo, Rational};
 pub const PLAYLIST_NAME: &str = "stream.m3u8";
 pub const SEGMENT_PATTERN: &str = "segment_%05d.ts";
 
-/// Source → raw rgb24 frames on stdout.
-pub fn decode(input: &Path, info: &MediaInfo, video_filter: Option<&str>) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["-i".into(), input.into()];
+/// Source → raw rgb24 frames on stdout, from `start_seconds` on.
+pub fn decode(
+    input: &Path,
+    info: &MediaInfo,
+    start_seconds: f64,
+    video_filter: Option<&str>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = seek(start_seconds);
+    args.extend(["-i".into(), input.into()]);
     args.extend(
         [
             "-map",
@@ -43,6 +49,15 @@ pub fn decode(input: &Path, info: &MediaInfo, video_filter: Option<&str>) -> Vec
     args
 }
 
+/// Input seeking: decoding restarts at the keyframe before and drops frames up to the exact time.
+fn seek(start_seconds: f64) -> Vec<OsString> {
+    if start_seconds > 0.0 {
+        vec!["-ss".into(), format!("{start_seconds:.6}").into()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// How the upscaled frames are encoded and where they go.
 #[derive(Debug, Clone)]
 pub struct EncodePlan<'a> {
@@ -54,7 +69,11 @@ pub struct EncodePlan<'a> {
     /// The source, opened a second time for its audio; `None` when it has none.
     pub audio_source: Option<(&'a Path, &'a str)>,
     pub segment_seconds: u32,
-    pub final_file: &'a Path,
+    /// The first segment made; a run that resumes or jumps starts past 0 and appends to the
+    /// playlist, with timestamps continuing where that segment belongs.
+    pub start_segment: u32,
+    /// Where the final file is teed to; `None` when it will be assembled from the segments.
+    pub final_file: Option<&'a Path>,
     pub video_codec: &'a str,
     pub preset: &'a str,
     pub crf: u32,
@@ -66,6 +85,7 @@ pub struct EncodePlan<'a> {
 /// (run with the HLS folder as working directory) and the final MPEG-TS file.
 pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
+    let start_seconds = f64::from(plan.start_segment * plan.segment_seconds);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     if plan.video_delay_seconds > 0.0005 {
         push(&["-itsoffset", &format!("{:.6}", plan.video_delay_seconds)]);
@@ -80,6 +100,7 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
         "pipe:0",
     ]);
     if let Some((source, _)) = plan.audio_source {
+        args.extend(seek(start_seconds));
         args.push("-i".into());
         args.push(source.into());
     }
@@ -101,31 +122,52 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
         &format!("expr:gte(t,n_forced*{})", plan.segment_seconds),
         "-sc_threshold",
         "0",
+        // No B-frames: with them the first frames decode before they show, the muxer shifts a
+        // run that starts at 0 to keep decode times positive, and a run resumed later would not
+        // share that shift, so its segments would not line up with the earlier ones.
+        "-bf",
+        "0",
     ]);
     if let Some(threads) = plan.threads {
         push(&["-threads", &threads.to_string()]);
     }
     if let Some((_, codec)) = plan.audio_source {
         push(&["-map", "1:a:0"]);
-        if codec == "aac" {
+        // Copied audio can only start at a packet boundary and ignores the output offset, so a
+        // run from mid-film re-encodes it to start exactly where its video does.
+        if codec == "aac" && plan.start_segment == 0 {
             push(&["-c:a", "copy"]);
         } else {
             push(&["-c:a", "aac", "-b:a", "192k"]);
         }
     }
+    if plan.start_segment > 0 {
+        // Timestamps continue where this run's first segment belongs.
+        push(&["-output_ts_offset", &format!("{start_seconds:.6}")]);
+    }
     push(&["-f", "tee"]);
-    args.push(tee_outputs(plan.segment_seconds, plan.final_file));
+    args.push(tee_outputs(plan));
     args
 }
 
-fn tee_outputs(segment_seconds: u32, final_file: &Path) -> OsString {
+fn tee_outputs(plan: &EncodePlan) -> OsString {
+    let flags = if plan.start_segment > 0 {
+        "temp_file+independent_segments+append_list"
+    } else {
+        "temp_file+independent_segments"
+    };
+    // With append_list the muxer numbers new segments after the ones the playlist lists, which
+    // is where `start_segment` points.
     let hls = format!(
-        "[f=hls:hls_time={segment_seconds}:hls_list_size=0:hls_playlist_type=event:\
-         hls_flags=temp_file+independent_segments:hls_segment_filename={SEGMENT_PATTERN}]{PLAYLIST_NAME}"
+        "[f=hls:hls_time={}:hls_list_size=0:hls_playlist_type=event:\
+         hls_flags={flags}:hls_segment_filename={SEGMENT_PATTERN}]{PLAYLIST_NAME}",
+        plan.segment_seconds
     );
     let mut outputs = OsString::from(hls);
-    outputs.push("|[f=mpegts:onfail=abort]");
-    outputs.push(escape_tee_filename(final_file));
+    if let Some(final_file) = plan.final_file {
+        outputs.push("|[f=mpegts:onfail=abort]");
+        outputs.push(escape_tee_filename(final_file));
+    }
     outputs
 }
 
@@ -170,7 +212,7 @@ mod tests {
     #[test]
     fn every_source_is_decoded_at_its_constant_average_rate() {
         for variable in [false, true] {
-            let args = joined(&decode(Path::new("/m/a.mkv"), &info(variable), None));
+            let args = joined(&decode(Path::new("/m/a.mkv"), &info(variable), 0.0, None));
             assert!(args.contains("-fps_mode cfr -r 25/1"), "{args}");
         }
     }
@@ -184,7 +226,8 @@ mod tests {
             video_delay_seconds: 0.042,
             audio_source: Some((Path::new("/m/a.mkv"), "opus")),
             segment_seconds: 6,
-            final_file: Path::new("/out/a.ts.partial"),
+            start_segment: 0,
+            final_file: Some(Path::new("/out/a.ts.partial")),
             video_codec: "libx264",
             preset: "veryfast",
             crf: 18,
@@ -198,6 +241,38 @@ mod tests {
             args.starts_with("-itsoffset 0.042000 -f rawvideo"),
             "{args}"
         );
+    }
+
+    #[test]
+    fn a_resumed_run_seeks_both_inputs_and_continues_the_playlist() {
+        let plan = EncodePlan {
+            width: 192,
+            height: 108,
+            frame_rate: Rational::new(10, 1),
+            video_delay_seconds: 0.0,
+            audio_source: Some((Path::new("/m/a.mkv"), "aac")),
+            segment_seconds: 2,
+            start_segment: 3,
+            final_file: None,
+            video_codec: "libx264",
+            preset: "veryfast",
+            crf: 18,
+            threads: None,
+        };
+        let args = joined(&encode(&plan));
+        assert!(args.starts_with("-f rawvideo"), "{args}");
+        assert!(args.contains("-ss 6.000000 -i /m/a.mkv"), "{args}");
+        assert!(
+            args.contains("-c:a aac -b:a 192k -output_ts_offset 6.000000 -f tee"),
+            "{args}"
+        );
+        assert!(
+            args.contains("hls_flags=temp_file+independent_segments+append_list"),
+            "{args}"
+        );
+        assert!(!args.contains("mpegts"), "no final file branch: {args}");
+        let decode = joined(&decode(Path::new("/m/a.mkv"), &info(false), 6.0, None));
+        assert!(decode.starts_with("-ss 6.000000 -i /m/a.mkv"), "{decode}");
     }
 
     #[test]

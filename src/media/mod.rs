@@ -45,10 +45,13 @@ impl Tools {
         command.hide_banner().args(["-nostdin", "-y"]);
         let mut command: Command = command.into();
         command.args(["-loglevel", "level+warning", "-nostats"]);
-        // SAFETY: nice(2) is async-signal-safe; its failure only leaves the priority unchanged.
+        // SAFETY: nice(2) and prctl(2) are async-signal-safe; if either fails the child only
+        // keeps its priority or outlives a killed daemon, which a restart cleans up.
         unsafe {
             command.pre_exec(|| {
                 libc::nice(FFMPEG_NICENESS);
+                // A daemon killed with -9 must not leave encoders finishing its playlists.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }

@@ -53,11 +53,15 @@ pub enum PipelineError {
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
     pub input: PathBuf,
-    /// The final file; written as `<output>.partial` and renamed when whole.
-    pub output: PathBuf,
+    /// The final file, teed from the encoder; written as `<output>.partial` and renamed when
+    /// whole. `None` when the caller assembles it from the segments instead.
+    pub output: Option<PathBuf>,
     /// Receives `stream.m3u8` and `segment_NNNNN.ts`.
     pub hls_dir: PathBuf,
     pub segment_seconds: u32,
+    /// The first segment to make. Above 0 the playlist's earlier segments are kept and new ones
+    /// are appended, with timestamps continuing from where this segment starts.
+    pub start_segment: u32,
     pub encoder: EncoderSettings,
 }
 
@@ -89,7 +93,7 @@ pub struct Summary {
     pub output_width: u32,
     pub output_height: u32,
     pub playlist: PathBuf,
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
 }
 
 pub(crate) enum Message {
@@ -116,12 +120,13 @@ pub fn run(
         .canonicalize()
         .map_err(|e| PipelineError::Io(format!("cannot open {}", spec.input.display()), e))?;
     let info = probe(tools, &input)?;
-    let output = absolute_output(&spec.output)?;
-    if output == input {
-        return Err(PipelineError::OutputIsInput(output));
+    let output = spec.output.as_deref().map(absolute_output).transpose()?;
+    if output.as_ref() == Some(&input) {
+        return Err(PipelineError::OutputIsInput(input));
     }
-    prepare_hls_dir(&spec.hls_dir)?;
-    let partial = partial_path(&output);
+    prepare_hls_dir(&spec.hls_dir, spec.start_segment)?;
+    let partial = output.as_deref().map(partial_path);
+    let start_seconds = f64::from(spec.start_segment * spec.segment_seconds);
 
     let scale = upscaler.scale();
     let filter = upscaler.decoder_filter();
@@ -131,10 +136,19 @@ pub fn run(
     } else {
         (info.width, info.height)
     };
-    progress.start(info.expected_frames(), info.frame_rate.as_f64());
+    let frames_before = (start_seconds * info.frame_rate.as_f64()).round() as u64;
+    progress.start(
+        info.expected_frames().saturating_sub(frames_before),
+        info.frame_rate.as_f64(),
+    );
 
     let mut decode_command = tools.ffmpeg_command();
-    decode_command.args(args::decode(&input, &info, filter.as_deref()));
+    decode_command.args(args::decode(
+        &input,
+        &info,
+        start_seconds,
+        filter.as_deref(),
+    ));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
 
     let audio = info
@@ -148,7 +162,8 @@ pub fn run(
         video_delay_seconds: info.video_delay_seconds,
         audio_source: audio,
         segment_seconds: spec.segment_seconds,
-        final_file: &partial,
+        start_segment: spec.start_segment,
+        final_file: partial.as_deref(),
         video_codec: &spec.encoder.codec,
         preset: &spec.encoder.preset,
         crf: spec.encoder.crf,
@@ -212,11 +227,16 @@ pub fn run(
     let outcome = match failure.take() {
         Some(error) => Err(error),
         None if frames_done == 0 => Err(PipelineError::NoFrames),
-        None => std::fs::rename(&partial, &output)
-            .map_err(|e| PipelineError::Io(format!("finishing {}", output.display()), e)),
+        None => match (&partial, &output) {
+            (Some(partial), Some(output)) => std::fs::rename(partial, output)
+                .map_err(|e| PipelineError::Io(format!("finishing {}", output.display()), e)),
+            _ => Ok(()),
+        },
     };
     if let Err(error) = outcome {
-        let _ = std::fs::remove_file(&partial);
+        if let Some(partial) = &partial {
+            let _ = std::fs::remove_file(partial);
+        }
         return Err(error);
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -320,18 +340,57 @@ fn absolute_output(output: &Path) -> Result<PathBuf, PipelineError> {
     Ok(parent.join(name))
 }
 
-/// A fresh run starts a fresh playlist: our own playlist and segments from an earlier run go.
-fn prepare_hls_dir(dir: &Path) -> Result<(), PipelineError> {
+/// A run from the start begins a fresh playlist: the playlist and segments of an earlier run
+/// go. A run from segment N keeps the playlist and segments before N and drops the rest,
+/// including files a killed ffmpeg left half-written.
+fn prepare_hls_dir(dir: &Path, start_segment: u32) -> Result<(), PipelineError> {
     let io = |e| PipelineError::Io(format!("preparing {}", dir.display()), e);
     std::fs::create_dir_all(dir).map_err(io)?;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let ours = name.starts_with(args::PLAYLIST_NAME)
-            || (name.starts_with("segment_") && (name.ends_with(".ts") || name.ends_with(".tmp")));
-        if ours {
+        let stale = if name.ends_with(".tmp") {
+            name.starts_with("segment_") || name.starts_with(args::PLAYLIST_NAME)
+        } else if name == args::PLAYLIST_NAME {
+            start_segment == 0
+        } else {
+            segment_index(name).is_some_and(|index| index >= start_segment)
+        };
+        if stale {
             std::fs::remove_file(&path).map_err(io)?;
         }
     }
     Ok(())
+}
+
+/// `segment_00042.ts` → 42.
+pub fn segment_index(name: &str) -> Option<u32> {
+    name.strip_prefix("segment_")?
+        .strip_suffix(".ts")?
+        .parse()
+        .ok()
+}
+
+pub fn segment_name(index: u32) -> String {
+    format!("segment_{index:05}.ts")
+}
+
+/// Writes the final file from segments `0..count` of `hls_dir`, as `<output>.partial` renamed
+/// when whole. MPEG-TS segments with continuous timestamps concatenate into one valid stream.
+pub fn assemble_final(hls_dir: &Path, count: u32, output: &Path) -> Result<(), PipelineError> {
+    let output = absolute_output(output)?;
+    let partial = partial_path(&output);
+    let result = (|| {
+        let mut file = std::fs::File::create(&partial)?;
+        for index in 0..count {
+            let mut segment = std::fs::File::open(hls_dir.join(segment_name(index)))?;
+            std::io::copy(&mut segment, &mut file)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&partial, &output)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        PipelineError::Io(format!("assembling {}", output.display()), e)
+    })
 }

@@ -51,6 +51,11 @@ impl Progress {
             .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Forget the frames counted so far (they have been added to a running total elsewhere).
+    pub(crate) fn reset_frames(&self) {
+        self.frames_done.store(0, Ordering::Relaxed);
+    }
+
     pub(crate) fn frame_done(&self) {
         self.frames_done.fetch_add(1, Ordering::Relaxed);
     }

@@ -1,4 +1,179 @@
-//! The HTTP side of the daemon (warp): webhook, status, health, metrics, HLS files.
+//! The HTTP side of the daemon (warp): route filters here, handlers in [`api`], HLS files in
+//! [`hls_files`], every error mapped to a JSON response in [`errors`].
 
+mod api;
+pub mod errors;
 pub mod hls_files;
+pub mod media_paths;
+pub mod metrics;
 pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::{Filter, Rejection, Reply};
+
+use crate::config::Config;
+use crate::jellyfin::JellyfinClient;
+use crate::jobs::{JobManager, JobView};
+use errors::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub manager: Arc<JobManager>,
+    pub jellyfin: Option<Arc<JellyfinClient>>,
+    pub http: metrics::HttpCounters,
+    /// What runs the model ("CPU", "CUDA:0", "ffmpeg"), found at start-up.
+    pub device: String,
+    pub ffmpeg_version: String,
+    pub onnxruntime_version: Option<String>,
+    /// `public_url` once the port is known, when the configured one was derived from a bind
+    /// to port 0.
+    pub bound_url: std::sync::OnceLock<String>,
+}
+
+impl AppState {
+    pub fn public_url(&self) -> &str {
+        self.bound_url.get().unwrap_or(&self.config.public_url)
+    }
+
+    pub fn hls_url(&self, job_id: &str) -> String {
+        format!("{}/hls/{job_id}/stream.m3u8", self.public_url())
+    }
+
+    fn job_json(&self, job: &JobView) -> serde_json::Value {
+        let mut value = serde_json::to_value(job).unwrap_or_else(|_| json!({}));
+        value["hls_url"] = json!(self.hls_url(&job.id));
+        value
+    }
+}
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
+    let with_state = {
+        let state = Arc::clone(&state);
+        warp::any().map(move || Arc::clone(&state))
+    };
+    let guarded = authorized(Arc::clone(&state));
+
+    let trigger = warp::path!("upscale-trigger")
+        .and(warp::post())
+        .and(guarded.clone())
+        .and(warp::body::content_length_limit(webhook::MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .and_then(api::trigger);
+    let jobs = warp::path!("api" / "jobs")
+        .and(warp::get())
+        .and(guarded.clone())
+        .and(with_state.clone())
+        .and_then(api::list_jobs);
+    let job = warp::path!("api" / "jobs" / String)
+        .and(warp::get())
+        .and(guarded.clone())
+        .and(with_state.clone())
+        .and_then(api::get_job);
+    let cancel = warp::path!("api" / "jobs" / String)
+        .and(warp::delete())
+        .and(guarded)
+        .and(with_state.clone())
+        .and_then(api::cancel_job);
+    let status = warp::path!("hls-status" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and_then(api::hls_status);
+    let health = warp::path!("health")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and_then(api::health);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state)
+        .and_then(api::metrics);
+
+    let counted = Arc::clone(&state);
+    trigger
+        .or(jobs)
+        .unify()
+        .or(job)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(status)
+        .unify()
+        .or(health)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(hls_files::routes(state.config.hls_root.clone()))
+        .unify()
+        .recover(errors::recover)
+        .unify()
+        .with(warp::log::custom(move |info| {
+            counted.http.record(info.path(), info.status().as_u16())
+        }))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// Beyond loopback the control endpoints need the shared token, as the `X-Liveup-Token` header
+/// or a `token` query parameter.
+fn authorized(state: Arc<AppState>) -> BoxedFilter<()> {
+    let query = warp::query::<HashMap<String, String>>()
+        .or(warp::any().map(HashMap::new))
+        .unify();
+    warp::header::optional::<String>("x-liveup-token")
+        .and(query)
+        .and_then(
+            move |header: Option<String>, query: HashMap<String, String>| {
+                let state = Arc::clone(&state);
+                async move {
+                    if !state.config.requires_token() {
+                        return Ok::<(), Rejection>(());
+                    }
+                    let expected = state.config.token.as_deref().unwrap_or_default();
+                    let given = header
+                        .or_else(|| query.get("token").cloned())
+                        .unwrap_or_default();
+                    if !expected.is_empty()
+                        && constant_time_eq(given.as_bytes(), expected.as_bytes())
+                    {
+                        Ok(())
+                    } else {
+                        Err(ApiError::new(
+                            warp::http::StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "a valid token is required (X-Liveup-Token header or ?token=)",
+                        )
+                        .reject())
+                    }
+                }
+            },
+        )
+        .untuple_one()
+        .boxed()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs the server until `shutdown` resolves; returns the address it listened on via `bound`.
+pub async fn serve(
+    state: Arc<AppState>,
+    bound: impl FnOnce(std::net::SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), warp::Error> {
+    let address = state.config.bind;
+    let (address, server) = warp::serve(routes(Arc::clone(&state)))
+        .try_bind_with_graceful_shutdown(address, shutdown)?;
+    if state.config.public_url.ends_with(":0") {
+        let host = state.config.public_url.trim_end_matches(":0");
+        let _ = state.bound_url.set(format!("{host}:{}", address.port()));
+    }
+    bound(address);
+    server.await;
+    Ok(())
+}

@@ -11,6 +11,7 @@ use super::UpscaleError;
 const LIBRARY_NAME: &str = "libonnxruntime.so";
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+static LOADED_FROM: OnceLock<PathBuf> = OnceLock::new();
 
 /// Where the library is looked for, in order: the configured path, `ORT_DYLIB_PATH`, then
 /// `.deps/lib/` in the working directory, beside the executable's ancestors, and in the source tree.
@@ -55,19 +56,21 @@ fn load(configured: Option<&Path>) -> Result<Environment, String> {
         .build()
         .map_err(|e| format!("cannot start ONNX Runtime: {e}"))?;
     tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
+    let _ = LOADED_FROM.set(library);
     Ok(environment)
 }
 
-/// The loaded library's version, e.g. "1.31.1".
+/// The loaded library's version, e.g. "1.31.1", read from its versioned file name (what
+/// `libonnxruntime.so` links to); `None` before it is loaded.
 pub fn version() -> Option<String> {
-    match ENVIRONMENT.get() {
-        Some(Ok(_)) => Some(
-            ort::info()
-                .split(',')
-                .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
-                .unwrap_or("unknown")
-                .to_string(),
-        ),
-        _ => None,
-    }
+    let library = LOADED_FROM.get()?;
+    let real = library.canonicalize().unwrap_or_else(|_| library.clone());
+    let name = real.file_name()?.to_string_lossy().into_owned();
+    Some(
+        name.strip_prefix(LIBRARY_NAME)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|v| !v.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    )
 }

@@ -1,6 +1,8 @@
 //! Clips made by ffmpeg on the spot, and the measurements the tests make on what liveup wrote.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -118,9 +120,10 @@ impl Run {
     pub fn spec(&self, input: &Path, segment_seconds: u32) -> PipelineSpec {
         PipelineSpec {
             input: input.to_path_buf(),
-            output: self.output.clone(),
+            output: Some(self.output.clone()),
             hls_dir: self.hls_dir.clone(),
             segment_seconds,
+            start_segment: 0,
             encoder: EncoderSettings::default(),
         }
     }
@@ -197,24 +200,22 @@ pub fn facts(path: &Path) -> StreamFacts {
     }
 }
 
-/// When the last video frame of `path` starts, in seconds.
-pub fn last_frame_time(path: &Path) -> f64 {
+/// The presentation time of every video frame of `path`, in seconds, in decode order.
+pub fn video_frame_times(path: &Path) -> Vec<f64> {
     let mut command = Command::new("ffprobe");
     command
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=pts_time",
-        ])
-        .args(["-of", "csv=p=0"])
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "frame=pts_time", "-of", "csv=p=0"])
         .arg(path);
     let out = String::from_utf8(run_ok(command)).unwrap();
     out.lines()
         .filter_map(|line| line.trim().trim_end_matches(',').parse::<f64>().ok())
-        .fold(f64::NAN, f64::max)
+        .collect()
+}
+
+/// When the last video frame of `path` starts, in seconds.
+pub fn last_frame_time(path: &Path) -> f64 {
+    video_frame_times(path).into_iter().fold(f64::NAN, f64::max)
 }
 
 /// Every frame of `path` as rgb24, exactly as decoded (no frame-rate conversion).

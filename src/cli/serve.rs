@@ -1,0 +1,126 @@
+//! `liveup serve`: the always-on daemon.
+
+use std::sync::Arc;
+
+use super::ServeArgs;
+use crate::config::Config;
+use crate::jellyfin::JellyfinClient;
+use crate::jobs::{JobManager, ManagerSettings, Priority};
+use crate::media::Tools;
+use crate::server::{self, media_paths, AppState};
+use crate::upscale::{self, runtime};
+use crate::watch;
+
+/// A new library file is queued once it has not changed for this long.
+const WATCH_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::load(args.config.as_deref())?;
+    if config.requires_token() && config.token.is_none() {
+        return Err(format!(
+            "bind {} is reachable from other machines: set `token` (or LIVEUP_TOKEN)",
+            config.bind
+        )
+        .into());
+    }
+    let tools = Tools::from_env();
+    let ffmpeg_version = tools
+        .ffmpeg_version()
+        .map_err(|e| format!("ffmpeg is required: {e}"))?;
+    let engine = config.engine_options();
+    // Load the model once now, so a missing library, model or device stops start-up.
+    let device = upscale::build(&config.model, &engine)?.device();
+    let jellyfin = match (&config.jellyfin_url, &config.jellyfin_api_key) {
+        (Some(url), Some(key)) => Some(Arc::new(JellyfinClient::new(url, key)?)),
+        _ => None,
+    };
+    std::fs::create_dir_all(&config.hls_root)?;
+    std::fs::create_dir_all(&config.output_root)?;
+    let manager = JobManager::new(
+        ManagerSettings {
+            hls_root: config.hls_root.clone(),
+            output_root: config.output_root.clone(),
+            model: config.model.clone(),
+            engine,
+            segment_seconds: config.segment_time,
+            max_jobs: config.max_jobs,
+        },
+        tools,
+    );
+    let resumed = manager.recover();
+    if resumed > 0 {
+        tracing::info!("picked up {resumed} unfinished job(s)");
+    }
+    let state = Arc::new(AppState {
+        config,
+        manager: Arc::clone(&manager),
+        jellyfin,
+        http: Default::default(),
+        device,
+        ffmpeg_version,
+        onnxruntime_version: runtime::version(),
+        bound_url: Default::default(),
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let _watcher = start_watcher(&state)?;
+        server::serve(
+            Arc::clone(&state),
+            |address| {
+                println!("liveup listening on http://{address}");
+                tracing::info!(%address, device = %state.device, "serving");
+            },
+            shutdown_signal(),
+        )
+        .await?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    });
+    tracing::info!("stopping: saving jobs and stopping every ffmpeg");
+    manager.shutdown();
+    result
+}
+
+fn start_watcher(
+    state: &Arc<AppState>,
+) -> Result<Option<watch::LibraryWatcher>, Box<dyn std::error::Error>> {
+    if state.config.watch_dirs.is_empty() {
+        return Ok(None);
+    }
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = watch::LibraryWatcher::spawn(&state.config.watch_dirs, WATCH_SETTLE, ready_tx)?;
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        while let Some(path) = ready.recv().await {
+            let state = Arc::clone(&state);
+            let queued = tokio::task::spawn_blocking(move || {
+                let source = media_paths::authorize(&path, &state.config.media_roots)
+                    .map_err(|e| e.message)?;
+                state
+                    .manager
+                    .submit(&source, None, Priority::Library)
+                    .map(|submitted| submitted.job.id)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match queued {
+                Ok(Ok(id)) => tracing::info!(job = %id, "new library file queued"),
+                Ok(Err(error)) => tracing::warn!("library file not queued: {error}"),
+                Err(error) => tracing::error!("watcher task failed: {error}"),
+            }
+        }
+    });
+    Ok(Some(watcher))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

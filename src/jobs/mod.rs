@@ -1,0 +1,111 @@
+//! Jobs: one per film and output settings. A job is a serde record with a small state machine
+//! (queued → running → complete | failed | cancelled), stored in its own folder next to its
+//! segments, run by the [`manager::JobManager`].
+
+pub mod id;
+pub mod manager;
+pub mod store;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use manager::{JobError, JobManager, ManagerSettings, Submitted, Totals};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Complete,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Complete => "complete",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Complete,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+}
+
+/// Who is waiting: a viewer who pressed play goes before a film that was just added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Playback,
+    Library,
+}
+
+/// What `job.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub source: PathBuf,
+    pub source_size: u64,
+    pub source_mtime: i64,
+    pub model: String,
+    pub segment_seconds: u32,
+    pub output: PathBuf,
+    pub state: JobState,
+    pub priority: Priority,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// The source's length, known once the job has started.
+    pub source_duration_seconds: Option<f64>,
+    pub frame_rate: Option<f64>,
+    /// How many times the job was picked up again after the daemon stopped mid-way.
+    pub resumes: u32,
+    pub error: Option<String>,
+}
+
+/// A job as the API shows it: the record plus live progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub name: String,
+    pub source: PathBuf,
+    pub state: JobState,
+    pub priority: Priority,
+    pub model: String,
+    pub output: PathBuf,
+    pub output_ready: bool,
+    pub segments: usize,
+    /// Seconds of upscaled film ready to play (complete segments).
+    pub duration_seconds: f64,
+    pub source_duration_seconds: Option<f64>,
+    /// 0–1.
+    pub progress: f64,
+    pub fps: f64,
+    /// Seconds of film made per second; ≥ 1.0 streams without stalling.
+    pub rate: f64,
+    pub eta_seconds: Option<f64>,
+    pub resumes: u32,
+    pub error: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,170 @@
+//! Handlers of the daemon's own endpoints: the webhook, job control, status, health, metrics.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::hyper::body::Bytes;
+use warp::{Rejection, Reply};
+
+use super::errors::ApiError;
+use super::webhook::{self, Decision, Target};
+use super::{media_paths, metrics, AppState};
+use crate::jobs::{JobState, JobView, Priority};
+
+pub async fn trigger(
+    body: Bytes,
+    state: Arc<AppState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let trigger = webhook::parse_trigger(&body)
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()).reject())?;
+    let priority = match webhook::decide(&trigger) {
+        Decision::Ignore(reason) => {
+            return Ok(
+                warp::reply::json(&json!({"status": "ignored", "reason": reason})).into_response(),
+            )
+        }
+        Decision::Start(webhook::Priority::Playback) => Priority::Playback,
+        Decision::Start(webhook::Priority::Library) => Priority::Library,
+    };
+    let (path, name) = match trigger.target {
+        Target::Path(path) => (path, trigger.name),
+        Target::JellyfinItem(item_id) => {
+            let client = state.jellyfin.clone().ok_or_else(|| {
+                ApiError::unavailable(
+                    "jellyfin_not_configured",
+                    "this body names a Jellyfin item; set jellyfin_url and jellyfin_api_key",
+                )
+                .reject()
+            })?;
+            let item = tokio::task::spawn_blocking(move || client.resolve_item(&item_id))
+                .await
+                .map_err(|e| ApiError::unavailable("jellyfin", e.to_string()).reject())?
+                .map_err(|e| {
+                    let status = if e.is_item_problem() {
+                        StatusCode::NOT_FOUND
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    ApiError::new(status, e.code(), e.to_string()).reject()
+                })?;
+            (item.path, trigger.name.or(item.name))
+        }
+    };
+    let source =
+        media_paths::authorize(&path, &state.config.media_roots).map_err(ApiError::reject)?;
+    let manager = Arc::clone(&state.manager);
+    let submitted = tokio::task::spawn_blocking(move || manager.submit(&source, name, priority))
+        .await
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()).reject())?
+        .map_err(|e| ApiError::from(e).reject())?;
+    let job = submitted.job;
+    let status = match (submitted.created, job.state) {
+        (_, JobState::Complete) => "complete",
+        (true, JobState::Running) => "started",
+        (false, JobState::Running) => "running",
+        (_, JobState::Queued) => "queued",
+        (_, other) => other.as_str(),
+    };
+    Ok(warp::reply::json(&json!({
+        "status": status,
+        "job_id": job.id,
+        "hls_url": state.hls_url(&job.id),
+        "estimated_delay_seconds": estimated_delay(&job, state.config.segment_time),
+        "streaming": true,
+    }))
+    .into_response())
+}
+
+/// Seconds until the first segment can play: none left once it exists; otherwise a segment's
+/// worth of film at the job's measured rate, or at real time until a rate is known.
+fn estimated_delay(job: &JobView, segment_seconds: u32) -> f64 {
+    if job.segments > 0 || job.state == JobState::Complete {
+        return 0.0;
+    }
+    let rate = if job.rate > 0.0 { job.rate } else { 1.0 };
+    (f64::from(segment_seconds) / rate).round()
+}
+
+pub async fn list_jobs(state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    let jobs: Vec<serde_json::Value> = state
+        .manager
+        .list()
+        .iter()
+        .map(|job| state.job_json(job))
+        .collect();
+    Ok(warp::reply::json(&json!({ "jobs": jobs })).into_response())
+}
+
+pub async fn get_job(id: String, state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    let job = state
+        .manager
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")).reject())?;
+    Ok(warp::reply::json(&state.job_json(&job)).into_response())
+}
+
+pub async fn cancel_job(
+    id: String,
+    state: Arc<AppState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let job = state
+        .manager
+        .cancel(&id)
+        .map_err(|e| ApiError::from(e).reject())?;
+    Ok(warp::reply::json(&state.job_json(&job)).into_response())
+}
+
+pub async fn hls_status(
+    file: String,
+    state: Arc<AppState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let file = percent_encoding::percent_decode_str(&file)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("bad_name", "the file name is not UTF-8").reject())?;
+    let Some(job) = state.manager.find_by_file_name(&file) else {
+        let body = json!({"status": "not_found", "message": format!("no job for {file}")});
+        return Ok(
+            warp::reply::with_status(warp::reply::json(&body), StatusCode::NOT_FOUND)
+                .into_response(),
+        );
+    };
+    let status = match job.state {
+        JobState::Running if job.segments == 0 => "starting",
+        JobState::Running => "streaming",
+        other => other.as_str(),
+    };
+    Ok(warp::reply::json(&json!({
+        "status": status,
+        "job_id": job.id,
+        "hls_url": state.hls_url(&job.id),
+        "segments": job.segments,
+        "complete": job.state == JobState::Complete,
+        "duration_seconds": job.duration_seconds,
+        "source_duration_seconds": job.source_duration_seconds,
+        "progress": job.progress,
+        "rate": job.rate,
+        "eta_seconds": job.eta_seconds,
+        "error": job.error,
+    }))
+    .into_response())
+}
+
+pub async fn health(state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    Ok(warp::reply::json(&json!({
+        "status": "healthy",
+        "device": state.device,
+        "ffmpeg_version": state.ffmpeg_version,
+        "onnxruntime_version": state.onnxruntime_version,
+        "model": state.config.model,
+        "streaming_enabled": true,
+        "jobs_running": state.manager.state_counts().iter()
+            .find(|(s, _)| *s == JobState::Running).map_or(0, |(_, n)| *n),
+    }))
+    .into_response())
+}
+
+pub async fn metrics(state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    let text = metrics::render(&state.http, &state.manager);
+    Ok(warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response())
+}

@@ -1,0 +1,490 @@
+//! `liveup serve` as Jellyfin and operators use it, on loopback, with real ffmpeg and the real
+//! model; only Jellyfin itself is a stub.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::daemon::{processes_mentioning, request, Daemon, JellyfinStub, Layout};
+use common::{facts, Clip};
+use liveup::hls::MediaPlaylist;
+
+fn clip(layout: &Layout, name: &str, seconds: f64) -> std::path::PathBuf {
+    Clip {
+        seconds,
+        ..Clip::default()
+    }
+    .make(&layout.media.join(name))
+}
+
+#[test]
+fn every_webhook_form_reaches_one_job_that_streams_and_completes() {
+    let layout = Layout::new();
+    let film = clip(&layout, "Big Film (2020).mkv", 2.0);
+    let jellyfin =
+        JellyfinStub::start(vec![("a1b2c3".into(), film.clone(), "Movie")], "secret-key");
+    let config = layout.config(&format!(
+        "jellyfin_url = \"{}\"\njellyfin_api_key = \"secret-key\"",
+        jellyfin.url
+    ));
+    let daemon = Daemon::start(&config);
+
+    let seed = format!(r#"{{"Item":{{"Path":{:?},"Name":"Big Film"}}}}"#, film);
+    let first = daemon.post("/upscale-trigger", seed.as_bytes());
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json();
+    assert!(
+        ["started", "queued"].contains(&first["status"].as_str().unwrap()),
+        "{first}"
+    );
+    assert_eq!(first["streaming"], true);
+    assert!(first["estimated_delay_seconds"].as_f64().unwrap() >= 0.0);
+    let id = first["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        first["hls_url"],
+        format!("{}/hls/{id}/stream.m3u8", daemon.url),
+        "hls_url is built from public_url"
+    );
+
+    let plain = daemon.trigger_path(&film);
+    let plugin = daemon.post(
+        "/upscale-trigger",
+        br#"{"NotificationType":"PlaybackStart","ItemId":"a1b2c3","Name":"Big Film","ItemType":"Movie","NotificationUsername":"anna"}"#,
+    );
+    assert_eq!(plugin.status, 200, "{}", plugin.body);
+    assert_eq!(plain["job_id"], id.as_str());
+    assert_eq!(plugin.json()["job_id"], id.as_str());
+    let asked = jellyfin.requests.lock().unwrap().join("\n");
+    assert!(
+        asked.contains("GET /Items?ids=a1b2c3&fields=Path,MediaSources"),
+        "{asked}"
+    );
+    assert!(
+        asked.contains("MediaBrowser Token=\"secret-key\""),
+        "{asked}"
+    );
+
+    let job = daemon.wait_complete(&id);
+    assert_eq!(job["segments"], 2);
+    assert_eq!(job["progress"], 1.0);
+    let status = daemon.get("/hls-status/Big%20Film%20(2020).mkv");
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status = status.json();
+    assert_eq!(status["status"], "complete");
+    assert_eq!(status["complete"], true);
+    assert_eq!(status["segments"], 2);
+    assert!(
+        (status["duration_seconds"].as_f64().unwrap() - 2.0).abs() < 1e-6,
+        "{status}"
+    );
+
+    let playlist = daemon.get(&format!("/hls/{id}/stream.m3u8"));
+    assert_eq!(playlist.status, 200);
+    assert_eq!(
+        playlist.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(playlist.header("cache-control"), Some("no-cache"));
+    assert_eq!(playlist.header("access-control-allow-origin"), Some("*"));
+    let parsed = MediaPlaylist::parse(&playlist.body).unwrap();
+    assert!(parsed.ended);
+    let segment = daemon.get(&format!("/hls/{id}/{}", parsed.segments[0].uri));
+    assert_eq!(segment.status, 200);
+    assert_eq!(segment.header("content-type"), Some("video/mp2t"));
+    assert_eq!(
+        segment.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(daemon.get(&format!("/hls/{id}/job.json")).status, 404);
+    assert_eq!(daemon.get("/hls/../../etc/passwd").status, 404);
+
+    let output = layout.output.join("Big Film (2020).upscaled.ts");
+    assert_eq!(job["output"], output.to_str().unwrap());
+    let out = facts(&output);
+    assert_eq!((out.width, out.frames), (192, 20));
+    assert!((out.video_seconds - 2.0).abs() <= 0.1);
+
+    let health = daemon.get("/health").json();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["device"], "CPU");
+    assert_eq!(health["onnxruntime_version"], "1.31.1");
+    assert!(
+        health["ffmpeg_version"].as_str().unwrap().starts_with('5')
+            || health["ffmpeg_version"].as_str().unwrap().starts_with('6')
+            || health["ffmpeg_version"].as_str().unwrap().starts_with('7')
+    );
+    assert_eq!(health["streaming_enabled"], true);
+
+    let metrics = daemon.get("/metrics");
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = metrics.body;
+    assert!(text.contains("liveup_jobs{state=\"complete\"} 1"), "{text}");
+    assert!(text.contains("liveup_frames_total 20"), "{text}");
+    assert!(text.contains("liveup_segments_total 2"), "{text}");
+    assert!(
+        text.contains("liveup_http_requests_total{route=\"/upscale-trigger\",code=\"200\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("route=\"/hls/{job}/{file}\",code=\"404\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn events_and_items_that_are_not_for_upscaling_are_acknowledged_and_ignored() {
+    let layout = Layout::new();
+    let daemon = Daemon::start(&layout.config(""));
+    for body in [
+        &br#"{"NotificationType":"PlaybackStop","ItemId":"abc","ItemType":"Movie"}"#[..],
+        br#"{"NotificationType":"PlaybackStart","ItemId":"abc","ItemType":"Audio"}"#,
+    ] {
+        let reply = daemon.post("/upscale-trigger", body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["status"], "ignored");
+    }
+    assert_eq!(
+        daemon.get("/api/jobs").json()["jobs"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let layout = Layout::new();
+    let film = clip(&layout, "film.mkv", 1.0);
+    let outside = layout.dir.path().join("private");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.mkv"), b"not for you").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.mkv"), layout.media.join("link.mkv")).unwrap();
+    let daemon = Daemon::start(&layout.config(""));
+
+    let error = |body: &[u8]| {
+        let reply = daemon.post("/upscale-trigger", body);
+        (reply.status, reply.json())
+    };
+    let (status, body) = error(b"{not json");
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("JSON"), "{body}");
+    let (status, body) = error(br#"{"Item":{"Name":"no path"}}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = error(&vec![b' '; 65 * 1024]);
+    assert_eq!(status, 413);
+    let path = |p: &Path| serde_json::json!({ "path": p }).to_string().into_bytes();
+    assert_eq!(error(&path(&layout.media.join("missing.mkv"))).0, 404);
+    assert_eq!(
+        error(&path(&layout.media.join("../private/secret.mkv"))).0,
+        403
+    );
+    assert_eq!(error(&path(&layout.media.join("link.mkv"))).0, 403);
+    assert_eq!(error(&path(Path::new("/etc/passwd"))).0, 403);
+    assert_eq!(error(br#"{"path":"film.mkv"}"#).0, 400);
+    let (status, body) =
+        error(br#"{"NotificationType":"PlaybackStart","ItemId":"abc123","ItemType":"Movie"}"#);
+    assert_eq!(status, 503, "no Jellyfin configured: {body}");
+    assert_eq!(daemon.get("/api/jobs/nope").status, 404);
+    assert_eq!(
+        daemon.get("/hls-status/unknown.mkv").json()["status"],
+        "not_found"
+    );
+    assert!(film.exists());
+}
+
+#[test]
+fn beyond_loopback_the_control_endpoints_need_the_token() {
+    let layout = Layout::new();
+    let config = layout.config("");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", "0.0.0.0:0");
+    std::fs::write(&config, text + "token = \"s3cret\"\n").unwrap();
+    let daemon = Daemon::start(&config);
+    let port = daemon.url.rsplit(':').next().unwrap().to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let body = br#"{"NotificationType":"PlaybackStop","ItemId":"abc"}"#;
+    let post =
+        |url: String, headers: &[(&str, &str)]| request("POST", &url, headers, Some(body)).status;
+    assert_eq!(post(format!("{base}/upscale-trigger"), &[]), 401);
+    assert_eq!(
+        post(
+            format!("{base}/upscale-trigger"),
+            &[("X-Liveup-Token", "wrong")]
+        ),
+        401
+    );
+    assert_eq!(
+        post(
+            format!("{base}/upscale-trigger"),
+            &[("X-Liveup-Token", "s3cret")]
+        ),
+        200
+    );
+    assert_eq!(
+        post(format!("{base}/upscale-trigger?token=s3cret"), &[]),
+        200
+    );
+    assert_eq!(
+        request("GET", &format!("{base}/api/jobs"), &[], None).status,
+        401
+    );
+    assert_eq!(
+        request("GET", &format!("{base}/health"), &[], None).status,
+        200
+    );
+
+    let without_token = layout.config("");
+    let text = std::fs::read_to_string(&without_token)
+        .unwrap()
+        .replace("127.0.0.1:0", "0.0.0.0:0");
+    std::fs::write(&without_token, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_liveup"))
+        .args(["serve", "--config"])
+        .arg(&without_token)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set `token`"));
+}
+
+#[test]
+fn fifty_simultaneous_triggers_make_one_job() {
+    let layout = Layout::new();
+    let film = clip(&layout, "popular.mkv", 1.0);
+    let daemon = Daemon::start(&layout.config(""));
+    let body = serde_json::json!({ "path": film }).to_string();
+    let url = format!("{}/upscale-trigger", daemon.url);
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                let (url, body) = (url.clone(), body.clone());
+                scope.spawn(move || {
+                    let reply = request("POST", &url, &[], Some(body.as_bytes()));
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    reply.json()["job_id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(ids.iter().all(|id| id == &ids[0]));
+    assert_eq!(
+        daemon.get("/api/jobs").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    daemon.wait_complete(&ids[0]);
+}
+
+#[test]
+fn playback_jobs_jump_the_queue_and_cancel_stops_a_job() {
+    let layout = Layout::new();
+    let first = clip(&layout, "first.mkv", 3.0);
+    let library = clip(&layout, "library.mkv", 1.0);
+    let playback = clip(&layout, "playback.mkv", 1.0);
+    let jellyfin = JellyfinStub::start(vec![("11aa".into(), library.clone(), "Episode")], "k");
+    let config = layout.config(&format!(
+        "max_jobs = 1\njellyfin_url = \"{}\"\njellyfin_api_key = \"k\"",
+        jellyfin.url
+    ));
+    let daemon = Daemon::start(&config);
+    let running = daemon.trigger_path(&first)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let added = daemon.post(
+        "/upscale-trigger",
+        br#"{"NotificationType":"ItemAdded","ItemId":"11aa","ItemType":"Episode"}"#,
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    let library_id = added.json()["job_id"].as_str().unwrap().to_string();
+    let playback_id = daemon.trigger_path(&playback)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        daemon.get(&format!("/api/jobs/{library_id}")).json()["state"],
+        "queued"
+    );
+    assert_eq!(
+        daemon.get(&format!("/api/jobs/{library_id}")).json()["priority"],
+        "library"
+    );
+
+    let cancelled = request(
+        "DELETE",
+        &format!("{}/api/jobs/{running}", daemon.url),
+        &[],
+        None,
+    );
+    assert_eq!(cancelled.status, 200);
+    let job = daemon.wait_job(&running, Duration::from_secs(60), |j| {
+        j["state"] == "cancelled"
+    });
+    assert!(!Path::new(job["output"].as_str().unwrap()).exists());
+    assert!(
+        processes_mentioning(first.to_str().unwrap()).is_empty(),
+        "ffmpeg children reaped"
+    );
+
+    // The playback job, asked for after the library one, runs first.
+    let playback_job = daemon.wait_job(&playback_id, Duration::from_secs(60), |j| {
+        j["state"] != "queued"
+    });
+    assert_eq!(playback_job["state"], "running");
+    assert_eq!(
+        daemon.get(&format!("/api/jobs/{library_id}")).json()["state"],
+        "queued"
+    );
+    daemon.wait_complete(&playback_id);
+    daemon.wait_complete(&library_id);
+}
+
+#[test]
+fn a_daemon_killed_mid_job_resumes_from_its_last_segment_after_a_restart() {
+    let layout = Layout::new();
+    let film = clip(&layout, "long film.mkv", 6.0);
+    let config = layout.config("");
+    let mut daemon = Daemon::start(&config);
+    let id = daemon.trigger_path(&film)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    daemon.wait_job(&id, Duration::from_secs(120), |j| {
+        j["segments"].as_u64() >= Some(2)
+    });
+    daemon.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        processes_mentioning(film.to_str().unwrap()).is_empty(),
+        "no ffmpeg outlives the daemon"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.hls.join(&id).join("job.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["state"], "running");
+    let before = MediaPlaylist::parse(
+        &std::fs::read_to_string(layout.hls.join(&id).join("stream.m3u8")).unwrap(),
+    )
+    .unwrap()
+    .segments
+    .len();
+    assert!((2..6).contains(&before), "{before}");
+
+    let daemon = Daemon::start(&config);
+    let job = daemon.wait_complete(&id);
+    assert_eq!(job["resumes"], 1);
+    assert!(
+        daemon.log().contains("picked up 1 unfinished job"),
+        "{}",
+        daemon.log()
+    );
+    let playlist =
+        MediaPlaylist::parse(&daemon.get(&format!("/hls/{id}/stream.m3u8")).body).unwrap();
+    let names: Vec<String> = playlist.segments.iter().map(|s| s.uri.clone()).collect();
+    let expected: Vec<String> = (0..6).map(liveup::pipeline::segment_name).collect();
+    assert_eq!(names, expected, "no segment lost or made twice");
+    let output = Path::new(job["output"].as_str().unwrap());
+    let out = facts(output);
+    assert_eq!(out.frames, 60);
+    assert!((out.video_seconds - 6.0).abs() <= 0.1, "{out:?}");
+    let mut times = common::video_frame_times(output);
+    times.sort_by(f64::total_cmp);
+    for pair in times.windows(2) {
+        assert!(
+            (pair[1] - pair[0] - 0.1).abs() < 0.002,
+            "timestamps jump: {pair:?}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_stops_every_ffmpeg_and_keeps_the_job_for_the_next_start() {
+    let layout = Layout::new();
+    let film = clip(&layout, "film; $(touch pwned) 'quoted'.mkv", 4.0);
+    let config = layout.config("");
+    let mut daemon = Daemon::start(&config);
+    let id = daemon.trigger_path(&film)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    daemon.wait_job(&id, Duration::from_secs(120), |j| {
+        j["segments"].as_u64() >= Some(1)
+    });
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(processes_mentioning(layout.media.to_str().unwrap()).is_empty());
+    assert!(!layout.media.join("pwned").exists() && !Path::new("pwned").exists());
+    let daemon = Daemon::start(&config);
+    let job = daemon.wait_complete(&id);
+    let output = Path::new(job["output"].as_str().unwrap());
+    assert_eq!(facts(output).frames, 40);
+}
+
+#[test]
+fn a_film_dropped_into_a_watched_folder_is_queued_once_it_stops_growing() {
+    let layout = Layout::new();
+    let incoming = layout.media.join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let config = layout.config(&format!("watch_dirs = [{:?}]", incoming));
+    let daemon = Daemon::start(&config);
+    let staged = clip(&layout, "staged.mkv", 1.0);
+    std::fs::write(incoming.join("notes.txt"), b"not a film").unwrap();
+    std::fs::copy(&staged, incoming.join("New Film.mkv.part")).unwrap();
+    std::fs::rename(
+        incoming.join("New Film.mkv.part"),
+        incoming.join("New Film.mkv"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let jobs = daemon.get("/api/jobs").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if let Some(job) = jobs.into_iter().find(|j| j["name"] == "New Film") {
+            break job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(job["priority"], "library");
+    daemon.wait_complete(job["id"].as_str().unwrap());
+    assert_eq!(
+        daemon.get("/api/jobs").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_the_key() {
+    let layout = Layout::new();
+    let config = layout.config("segmnet_time = 4");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_liveup"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("segmnet_time"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_liveup"))
+        .args(["serve", "--config"])
+        .arg(layout.config(""))
+        .env("LIVEUP_MAX_JOBS", "zero")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LIVEUP_MAX_JOBS"));
+}
