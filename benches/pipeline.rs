@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use liveup::media::Tools;
@@ -50,6 +49,8 @@ fn main() {
         hls_dir: dir.path().join("hls"),
         segment_seconds: 6,
         start_segment: 0,
+        end_segment: None,
+        playlist_name: liveup::media::args::PLAYLIST_NAME.to_string(),
         encoder: EncoderSettings::default(),
     };
     let (mut model_only, mut whole, mut busy) = (Vec::new(), Vec::new(), Vec::new());
@@ -68,7 +69,7 @@ fn main() {
                     &spec,
                     upscaler.as_mut(),
                     &Progress::default(),
-                    &AtomicBool::new(false),
+                    &liveup::pipeline::Control::default(),
                 )
                 .expect("the pipeline runs");
                 assert_eq!(summary.frames, u64::from(frames));

@@ -60,6 +60,18 @@ pub struct Config {
     pub ort_library: Option<PathBuf>,
     pub models_dir: Option<PathBuf>,
     pub tile_size: u32,
+    /// How long a request for a segment not made yet waits before a 503 (under hls.js's 10 s
+    /// time-to-first-byte limit).
+    pub segment_wait_seconds: u64,
+    /// A segment asked for further than this ahead of the encoder restarts it there (as
+    /// Jellyfin's own transcoder does).
+    pub jit_restart_seconds: u64,
+    /// A watched job pauses while this far ahead of the furthest segment any viewer asked for.
+    pub throttle_ahead_seconds: u64,
+    /// A viewer with no request for this long is gone.
+    pub session_timeout_seconds: u64,
+    /// Run `liveup cleanup`'s policy every this many seconds inside the daemon (0: never).
+    pub cleanup_interval_seconds: u64,
 }
 
 impl Config {
@@ -82,6 +94,11 @@ impl Config {
             ort_library: None,
             models_dir: None,
             tile_size: EngineOptions::default().tile_size,
+            segment_wait_seconds: 8,
+            jit_restart_seconds: 24,
+            throttle_ahead_seconds: 30,
+            session_timeout_seconds: 600,
+            cleanup_interval_seconds: 0,
         }
     }
 
@@ -170,6 +187,19 @@ impl Config {
         }
         if self.max_jobs == 0 {
             return Err(invalid("max_jobs", "must be at least 1, got 0".to_string()));
+        }
+        if !(1..=60).contains(&self.segment_wait_seconds) {
+            let got = self.segment_wait_seconds;
+            return Err(invalid(
+                "segment_wait_seconds",
+                format!("must be 1 to 60 seconds, got {got}"),
+            ));
+        }
+        if self.session_timeout_seconds == 0 {
+            return Err(invalid(
+                "session_timeout_seconds",
+                "must be at least 1 second".to_string(),
+            ));
         }
         models::find(&self.model).map_err(|e| invalid("model", e.to_string()))?;
         self.public_url = if origins.given("public_url") {
@@ -811,7 +841,9 @@ mod tests {
              jellyfin_url = \"http://jf:8096\"\njellyfin_api_key = \"k\"\nmodel = \"lanczos\"\n\
              device = \"cuda\"\nsegment_time = 60\nmax_jobs = 2\nwatch_dirs = [{root:?}]\n\
              ort_library = \"/opt/libonnxruntime.so\"\nmodels_dir = \"/opt/models\"\n\
-             tile_size = 512\n",
+             tile_size = 512\nsegment_wait_seconds = 5\njit_restart_seconds = 12\n\
+             throttle_ahead_seconds = 40\nsession_timeout_seconds = 60\n\
+             cleanup_interval_seconds = 3600\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -820,7 +852,17 @@ mod tests {
         assert_eq!(table.len(), keys().len(), "the test should set every key");
         assert_eq!(config.public_url, "http://films.lan:9999");
         assert_eq!(config.device, DeviceChoice::Cuda(0));
+        assert_eq!(
+            (
+                config.segment_wait_seconds,
+                config.jit_restart_seconds,
+                config.throttle_ahead_seconds,
+                config.session_timeout_seconds
+            ),
+            (5, 12, 40, 60)
+        );
         assert_eq!(config.watch_dirs, vec![root]);
         assert_eq!(config.tile_size, 512);
+        assert_eq!(config.cleanup_interval_seconds, 3600);
     }
 }

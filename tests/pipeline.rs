@@ -4,12 +4,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::{decode_frames, facts, psnr, run_ok, Clip, Run};
 use liveup::hls::MediaPlaylist;
-use liveup::pipeline::{self, PipelineError, Progress};
+use liveup::pipeline::{self, Control, PipelineError, Progress};
 use liveup::upscale::{self, DEFAULT_MODEL};
 
 #[test]
@@ -31,7 +30,7 @@ fn a_clip_becomes_a_live_playlist_and_a_final_file_twice_its_size() {
                 &spec,
                 upscaler.as_mut(),
                 &progress,
-                &AtomicBool::new(false),
+                &liveup::pipeline::Control::default(),
             )
         });
         let mut seen = BTreeSet::new();
@@ -287,8 +286,33 @@ fn a_killed_encoder_stops_the_job_with_a_clear_error_and_no_final_file() {
     run.assert_no_final_file();
 }
 
+/// Indices of the complete segments in `dir`.
+fn segments_on_disk(dir: &std::path::Path) -> Vec<u32> {
+    let mut found: Vec<u32> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| pipeline::segment_index(e.unwrap().file_name().to_str()?))
+        .collect();
+    found.sort();
+    found
+}
+
+fn assert_continuous(output: &std::path::Path, frames: u64, seconds: f64) {
+    let out = facts(output);
+    let mut times = common::video_frame_times(output);
+    times.sort_by(f64::total_cmp);
+    for pair in times.windows(2) {
+        assert!(
+            (pair[1] - pair[0] - 0.1).abs() < 0.002,
+            "timestamps jump: {pair:?} in {times:?}"
+        );
+    }
+    assert_eq!(out.frames, frames);
+    assert!((out.video_seconds - seconds).abs() <= 0.1, "{out:?}");
+    assert!(out.has_audio);
+}
+
 #[test]
-fn a_run_stopped_midway_resumes_from_its_last_listed_segment_and_assembles_a_continuous_file() {
+fn a_run_stopped_midway_resumes_from_its_last_segment_and_assembles_a_continuous_file() {
     let run = Run::new();
     let source = Clip {
         seconds: 5.0,
@@ -296,7 +320,7 @@ fn a_run_stopped_midway_resumes_from_its_last_listed_segment_and_assembles_a_con
     }
     .make(&run.dir.path().join("film.mkv"));
     let mut upscaler = upscale::build(DEFAULT_MODEL, &common::cpu()).unwrap();
-    let cancel = AtomicBool::new(false);
+    let control = Control::default();
     let first = std::thread::scope(|scope| {
         let job = scope.spawn(|| {
             pipeline::run(
@@ -304,67 +328,87 @@ fn a_run_stopped_midway_resumes_from_its_last_listed_segment_and_assembles_a_con
                 &run.spec(&source, 1),
                 upscaler.as_mut(),
                 &Progress::default(),
-                &cancel,
+                &control,
             )
         });
         while !run.hls_dir.join("segment_00002.ts").exists() && !job.is_finished() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        control
+            .cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         job.join().unwrap()
     });
     assert!(matches!(first, Err(PipelineError::Cancelled)), "{first:?}");
     run.assert_no_final_file();
-    let listed = MediaPlaylist::parse(&run.playlist_text())
-        .unwrap()
-        .segments
-        .len() as u32;
+    let done = segments_on_disk(&run.hls_dir);
+    let resume_at = done.len() as u32;
     assert!(
-        (2..5).contains(&listed),
-        "{listed} segments before the stop"
+        (2..5).contains(&resume_at) && done == (0..resume_at).collect::<Vec<_>>(),
+        "{done:?}"
     );
 
     let mut resumed = run.spec(&source, 1);
     resumed.output = None;
-    resumed.start_segment = listed;
+    resumed.start_segment = resume_at;
+    resumed.playlist_name = "resumed.m3u8".into();
     let summary = pipeline::run(
         &common::tools(),
         &resumed,
         upscaler.as_mut(),
         &Progress::default(),
-        &AtomicBool::new(false),
+        &Control::default(),
     )
     .unwrap();
-    assert_eq!(summary.frames, u64::from(50 - listed * 10));
-
-    let playlist = MediaPlaylist::parse(&run.playlist_text()).unwrap();
-    let names: Vec<&str> = playlist.segments.iter().map(|s| s.uri.as_str()).collect();
-    let expected: Vec<String> = (0..5).map(pipeline::segment_name).collect();
-    assert_eq!(
-        names,
-        expected,
-        "every segment once, in order: {}",
-        run.playlist_text()
-    );
-    assert!(playlist.ended);
-    assert!(
-        playlist
-            .segments
-            .iter()
-            .all(|s| (s.duration - 1.0).abs() < 1e-6),
-        "{playlist:?}"
-    );
-
+    assert_eq!(summary.frames, u64::from(50 - resume_at * 10));
+    assert_eq!(segments_on_disk(&run.hls_dir), (0..5).collect::<Vec<_>>());
     pipeline::assemble_final(&run.hls_dir, 5, &run.output).unwrap();
-    let out = facts(&run.output);
-    assert_eq!(out.frames, 50);
-    assert!((out.video_seconds - 5.0).abs() <= 0.1, "{out:?}");
-    assert!(out.has_audio);
-    let times = common::video_frame_times(&run.output);
-    for pair in times.windows(2) {
-        assert!(
-            (pair[1] - pair[0] - 0.1).abs() < 0.002,
-            "timestamps jump: {pair:?}"
-        );
+    assert_continuous(&run.output, 50, 5.0);
+}
+
+#[test]
+fn a_jump_ahead_then_filling_the_hole_gives_every_segment_once_and_continuous_timestamps() {
+    let run = Run::new();
+    let source = Clip {
+        seconds: 5.0,
+        ..Clip::default()
     }
+    .make(&run.dir.path().join("film.mkv"));
+    let mut upscaler = upscale::build(DEFAULT_MODEL, &common::cpu()).unwrap();
+    let mut run_range = |start: u32, end: Option<u32>| {
+        let mut spec = run.spec(&source, 1);
+        spec.output = None;
+        spec.start_segment = start;
+        spec.end_segment = end;
+        spec.playlist_name = format!("run-{start}.m3u8");
+        pipeline::run(
+            &common::tools(),
+            &spec,
+            upscaler.as_mut(),
+            &Progress::default(),
+            &Control::default(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        run_range(3, None).frames,
+        20,
+        "the jump: segments 3 and 4 first"
+    );
+    assert_eq!(segments_on_disk(&run.hls_dir), vec![3, 4]);
+    let later = common::video_frame_times(&run.hls_dir.join("segment_00003.ts"));
+    assert!(
+        (later[0] - 3.0).abs() < 0.002,
+        "segment 3 starts at 3 s: {later:?}"
+    );
+    assert_eq!(
+        run_range(0, Some(3)).frames,
+        30,
+        "the hole behind it, and not one frame more"
+    );
+    assert_eq!(segments_on_disk(&run.hls_dir), (0..5).collect::<Vec<_>>());
+    let earlier = common::video_frame_times(&run.hls_dir.join("segment_00002.ts"));
+    assert!((earlier.last().unwrap() - 2.9).abs() < 0.002, "{earlier:?}");
+    pipeline::assemble_final(&run.hls_dir, 5, &run.output).unwrap();
+    assert_continuous(&run.output, 50, 5.0);
 }

@@ -44,10 +44,14 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             engine,
             segment_seconds: config.segment_time,
             max_jobs: config.max_jobs,
+            jit_restart_seconds: config.jit_restart_seconds as f64,
+            throttle_ahead_seconds: config.throttle_ahead_seconds as f64,
+            session_timeout: std::time::Duration::from_secs(config.session_timeout_seconds),
         },
         tools,
     );
     let resumed = manager.recover();
+    manager.start_supervisor();
     if resumed > 0 {
         tracing::info!("picked up {resumed} unfinished job(s)");
     }
@@ -68,6 +72,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let result = runtime.block_on(async {
         let _watcher = start_watcher(&state)?;
+        start_cleanup_timer(&state);
         server::serve(
             Arc::clone(&state),
             |address| {
@@ -114,6 +119,61 @@ fn start_watcher(
         }
     });
     Ok(Some(watcher))
+}
+
+/// Runs `liveup cleanup`'s policy (default max-age) every `cleanup_interval_seconds`, keeping
+/// every job this daemon has queued, running or being watched, whatever its folder says.
+fn start_cleanup_timer(state: &Arc<AppState>) {
+    let seconds = state.config.cleanup_interval_seconds;
+    if seconds == 0 {
+        return;
+    }
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(seconds));
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let state = Arc::clone(&state);
+            let swept = tokio::task::spawn_blocking(move || {
+                let mut busy: std::collections::HashSet<String> = state
+                    .manager
+                    .list()
+                    .into_iter()
+                    .filter(|job| job.state.is_active())
+                    .map(|job| job.id)
+                    .collect();
+                busy.extend(state.manager.sessions().into_iter().map(|s| s.job_id));
+                let policy = super::cleanup::policy::Policy {
+                    max_age: std::time::Duration::from_secs_f64(
+                        super::cleanup::DEFAULT_MAX_AGE_HOURS * 3600.0,
+                    ),
+                    completed_only: false,
+                    dry_run: false,
+                };
+                super::cleanup::policy::sweep(
+                    &state.config.hls_root,
+                    &state.config.output_root,
+                    &policy,
+                    &busy,
+                )
+            })
+            .await;
+            match swept {
+                Ok(Ok(report)) => {
+                    for entry in &report.entries {
+                        if entry.action == super::cleanup::policy::Action::Removed {
+                            tracing::info!(folder = %entry.name, bytes = entry.bytes, "cleanup: {}", entry.reason);
+                        } else if entry.action == super::cleanup::policy::Action::Refused {
+                            tracing::warn!(folder = %entry.name, "cleanup: {}", entry.reason);
+                        }
+                    }
+                }
+                Ok(Err(error)) => tracing::warn!("cleanup failed: {error}"),
+                Err(error) => tracing::error!("cleanup task failed: {error}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

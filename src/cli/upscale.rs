@@ -1,11 +1,10 @@
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::UpscaleArgs;
 use crate::media::Tools;
-use crate::pipeline::{self, EncoderSettings, PipelineSpec, Progress};
+use crate::pipeline::{self, Control, EncoderSettings, PipelineSpec, Progress};
 use crate::upscale::{self, EngineOptions};
 
 pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -23,16 +22,18 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
         hls_dir: args.hls_dir.clone(),
         segment_seconds: args.segment_time,
         start_segment: 0,
+        end_segment: None,
+        playlist_name: crate::media::args::PLAYLIST_NAME.to_string(),
         encoder: EncoderSettings::default(),
     };
     let tools = Tools::from_env();
     let progress = Progress::default();
-    let cancel = AtomicBool::new(false);
+    let control = Control::default();
     let bar = progress_bar(args.quiet);
 
     let result = std::thread::scope(|scope| {
         let job =
-            scope.spawn(|| pipeline::run(&tools, &spec, upscaler.as_mut(), &progress, &cancel));
+            scope.spawn(|| pipeline::run(&tools, &spec, upscaler.as_mut(), &progress, &control));
         while !job.is_finished() {
             let now = progress.snapshot();
             bar.set_length(now.frames_total);

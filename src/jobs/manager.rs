@@ -1,17 +1,28 @@
 //! The job manager: dedups requests into jobs, queues them (playback before library), runs at
 //! most `max_jobs` pipelines at once on their own threads, and picks interrupted jobs up again
-//! from their last complete segment when the daemon restarts.
+//! where they stopped when the daemon restarts.
+//!
+//! A job's progress is the set of complete segment files in its folder. A run makes the segments
+//! from its start up to the next one already made (or the end); when a viewer asks for a segment
+//! far ahead of the encoder, or in a hole behind it, the run is restarted there. Runs repeat
+//! until every segment exists, then the final file is assembled from them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
+use super::sessions::{Session, Sessions};
 use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
-use crate::hls::MediaPlaylist;
 use crate::media::{self, Tools};
-use crate::pipeline::{self, EncoderSettings, PipelineError, PipelineSpec, Progress};
+use crate::pipeline::{self, Control, EncoderSettings, PipelineError, PipelineSpec, Progress};
 use crate::upscale::{self, EngineOptions};
+
+/// The playlist the encoder keeps for itself; viewers get the ones liveup writes.
+const ENCODER_PLAYLIST: &str = "encoder.m3u8";
+/// How often throttling and session expiry are looked at.
+const SUPERVISOR_TICK: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -26,6 +37,8 @@ pub enum JobError {
     ShuttingDown,
     #[error("cannot save job state: {0}")]
     Store(std::io::Error),
+    #[error(transparent)]
+    Probe(media::ProbeError),
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +49,11 @@ pub struct ManagerSettings {
     pub engine: EngineOptions,
     pub segment_seconds: u32,
     pub max_jobs: usize,
+    /// A request further than this ahead of the encoder restarts it there.
+    pub jit_restart_seconds: f64,
+    /// A watched job pauses when this far ahead of the furthest segment any viewer asked for.
+    pub throttle_ahead_seconds: f64,
+    pub session_timeout: Duration,
 }
 
 pub struct Submitted {
@@ -49,6 +67,26 @@ pub struct Submitted {
 pub struct Counters {
     pub frames: AtomicU64,
     pub segments: AtomicU64,
+    pub restarts: AtomicU64,
+    pub throttled_millis: AtomicU64,
+    pub wait_millis: AtomicU64,
+}
+
+/// Frames and segments made since the daemon started, finished runs and running ones together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub frames: u64,
+    pub segments: u64,
+}
+
+/// What a viewer's request for a segment found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentState {
+    Ready(PathBuf),
+    /// Not made yet; being made (or queued).
+    Pending,
+    /// No such segment in this film, or no such job.
+    Never,
 }
 
 pub struct JobManager {
@@ -68,21 +106,28 @@ struct State {
     arrivals: u64,
     running: usize,
     shutting_down: bool,
+    sessions: Sessions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    Cancel,
+    /// Restart the run at this segment (a viewer jumped there).
+    Jump(u32),
+    /// The last viewer of a playback job left.
+    Abandoned,
 }
 
 struct Entry {
     record: JobRecord,
     progress: Arc<Progress>,
-    cancel: Arc<AtomicBool>,
+    control: Arc<Control>,
+    /// The first segment of the current run.
+    run_start: u32,
+    stop: Option<Stop>,
+    throttled_since: Option<Instant>,
     /// Segments that existed when the current run started, so /metrics counts only new ones.
     segments_at_start: usize,
-}
-
-/// Frames and segments made since the daemon started, finished runs and running ones together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub frames: u64,
-    pub segments: u64,
 }
 
 impl JobManager {
@@ -101,7 +146,7 @@ impl JobManager {
     }
 
     /// Loads every job from disk; the ones that were queued or running are queued again and will
-    /// continue from their last complete segment. Returns how many were picked up.
+    /// continue from the segments they have. Returns how many were picked up.
     pub fn recover(self: &Arc<Self>) -> usize {
         let records = store::load_all(&self.settings.hls_root);
         let mut resumed = 0;
@@ -121,6 +166,24 @@ impl JobManager {
         }
         self.schedule();
         resumed
+    }
+
+    /// Starts the thread that throttles jobs and expires sessions.
+    pub fn start_supervisor(self: &Arc<Self>) {
+        let manager = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("job-supervisor".into())
+            .spawn(move || loop {
+                std::thread::sleep(SUPERVISOR_TICK);
+                let Some(manager) = manager.upgrade() else {
+                    return;
+                };
+                if manager.state.lock().unwrap().shutting_down {
+                    return;
+                }
+                manager.supervise();
+            })
+            .expect("spawn the supervisor");
     }
 
     /// Starts or joins the job for `source` (canonical, already checked by the caller).
@@ -151,18 +214,23 @@ impl JobManager {
             if state.shutting_down {
                 return Err(JobError::ShuttingDown);
             }
-            match state.jobs.get_mut(&id) {
-                Some(entry)
-                    if entry.record.state != JobState::Cancelled
-                        && entry.record.state != JobState::Failed =>
-                {
-                    if entry.record.state == JobState::Queued && priority < entry.record.priority {
-                        entry.record.priority = priority;
-                        state.requeue(&id, priority);
-                    }
+            let existing = state.jobs.get(&id).map(|e| e.record.state);
+            match existing {
+                Some(JobState::Queued) => {
+                    state.raise_priority(&id, priority);
                     false
                 }
-                _ => {
+                Some(JobState::Running | JobState::Complete) => false,
+                Some(JobState::Stopped) => {
+                    let entry = state.jobs.get_mut(&id).expect("just seen");
+                    entry.record.state = JobState::Queued;
+                    entry.record.priority = priority;
+                    let record = entry.record.clone();
+                    store::save(&self.settings.hls_root, &record).map_err(JobError::Store)?;
+                    state.enqueue(&record);
+                    false
+                }
+                Some(JobState::Failed | JobState::Cancelled) | None => {
                     let now = now_seconds();
                     let display = name.unwrap_or_else(|| {
                         source
@@ -185,6 +253,7 @@ impl JobManager {
                         updated_at: now,
                         source_duration_seconds: None,
                         frame_rate: None,
+                        segment_count: None,
                         resumes: 0,
                         error: None,
                     };
@@ -257,35 +326,18 @@ impl JobManager {
                 .get_mut(id)
                 .ok_or_else(|| JobError::NotFound(id.to_string()))?;
             match entry.record.state {
-                JobState::Queued => {
+                JobState::Queued | JobState::Stopped => {
                     entry.record.state = JobState::Cancelled;
                     entry.record.updated_at = now_seconds();
                     store::save(&self.settings.hls_root, &entry.record).map_err(JobError::Store)?;
                     state.queue.retain(|(_, _, queued)| queued != id);
                 }
-                JobState::Running => entry.cancel.store(true, Ordering::Relaxed),
+                JobState::Running => entry.halt(Stop::Cancel),
                 _ => {}
             }
         }
         self.get(id)
             .ok_or_else(|| JobError::NotFound(id.to_string()))
-    }
-
-    pub fn totals(&self) -> Totals {
-        let state = self.state.lock().unwrap();
-        let mut totals = Totals {
-            frames: self.counters.frames.load(Ordering::Relaxed),
-            segments: self.counters.segments.load(Ordering::Relaxed),
-        };
-        for entry in state.jobs.values() {
-            if entry.record.state == JobState::Running {
-                totals.frames += entry.progress.snapshot().frames_done;
-                let dir = store::job_dir(&self.settings.hls_root, &entry.record.id);
-                let listed = read_playlist(&dir).map_or(0, |p| p.segments.len());
-                totals.segments += listed.saturating_sub(entry.segments_at_start) as u64;
-            }
-        }
-        totals
     }
 
     pub fn state_counts(&self) -> Vec<(JobState, usize)> {
@@ -301,6 +353,133 @@ impl JobManager {
             .collect()
     }
 
+    pub fn totals(&self) -> Totals {
+        let state = self.state.lock().unwrap();
+        let mut totals = Totals {
+            frames: self.counters.frames.load(Ordering::Relaxed),
+            segments: self.counters.segments.load(Ordering::Relaxed),
+        };
+        for entry in state.jobs.values() {
+            if entry.record.state == JobState::Running {
+                totals.frames += entry.progress.snapshot().frames_done;
+                let made = segments_on_disk(&self.job_dir(&entry.record.id)).len();
+                totals.segments += made.saturating_sub(entry.segments_at_start) as u64;
+            }
+        }
+        totals
+    }
+
+    pub fn job_dir(&self, id: &str) -> PathBuf {
+        store::job_dir(&self.settings.hls_root, id)
+    }
+
+    /// The film's length and segment count, probing the source if no run has yet.
+    pub fn timeline(&self, id: &str) -> Result<(f64, u32), JobError> {
+        let (source, known) = {
+            let state = self.state.lock().unwrap();
+            let entry = state
+                .jobs
+                .get(id)
+                .ok_or_else(|| JobError::NotFound(id.to_string()))?;
+            let known = entry
+                .record
+                .source_duration_seconds
+                .zip(entry.record.segment_count);
+            (entry.record.source.clone(), known)
+        };
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let info = media::probe(&self.tools, &source).map_err(JobError::Probe)?;
+        let count = estimated_segments(&info, self.settings.segment_seconds);
+        self.update(id, |r| {
+            r.source_duration_seconds = Some(info.duration_seconds);
+            r.frame_rate = Some(info.frame_rate.as_f64());
+            r.segment_count.get_or_insert(count);
+        });
+        let state = self.state.lock().unwrap();
+        let record = &state.jobs[id].record;
+        Ok((info.duration_seconds, record.segment_count.unwrap_or(count)))
+    }
+
+    /// A viewer's request for a playlist (`segment` None) or a segment of job `id`: refreshes
+    /// their session, lifts throttling, and returns the session id.
+    pub fn viewer_request(&self, id: &str, viewer: &str, segment: Option<u32>) -> Option<String> {
+        let mut state = self.state.lock().unwrap();
+        if !state.jobs.contains_key(id) {
+            return None;
+        }
+        let session = state.sessions.touch(id, viewer, segment).id.clone();
+        self.throttle(&mut state, id);
+        Some(session)
+    }
+
+    /// Where segment `index` of job `id` stands; restarts the encoder there when it is too far
+    /// ahead of it or in a hole behind it.
+    pub fn want_segment(self: &Arc<Self>, id: &str, index: u32) -> SegmentState {
+        let path = self.job_dir(id).join(pipeline::segment_name(index));
+        if path.is_file() {
+            return SegmentState::Ready(path);
+        }
+        let Ok((_, count)) = self.timeline(id) else {
+            return SegmentState::Never;
+        };
+        if index >= count {
+            return SegmentState::Never;
+        }
+        let requeue = {
+            let mut state = self.state.lock().unwrap();
+            let Some(entry) = state.jobs.get_mut(id) else {
+                return SegmentState::Never;
+            };
+            match entry.record.state {
+                JobState::Running => {
+                    let seconds = f64::from(self.settings.segment_seconds);
+                    let encoder_at = f64::from(entry.run_start) * seconds
+                        + entry.progress.snapshot().seconds_done;
+                    let wanted_at = f64::from(index) * seconds;
+                    let behind = index < entry.run_start;
+                    let far_ahead = wanted_at > encoder_at + self.settings.jit_restart_seconds;
+                    if (behind || far_ahead) && entry.stop.is_none() {
+                        tracing::info!(job = %id, segment = index, "restarting the encoder where the viewer is");
+                        entry.halt(Stop::Jump(index));
+                    }
+                    false
+                }
+                JobState::Queued => {
+                    state.raise_priority(id, Priority::Playback);
+                    false
+                }
+                JobState::Stopped | JobState::Failed | JobState::Cancelled => true,
+                JobState::Complete => false,
+            }
+        };
+        if requeue {
+            let state = self.state.lock().unwrap();
+            let record = state.jobs[id].record.clone();
+            drop(state);
+            let _ = self.submit(&record.source, Some(record.name), Priority::Playback);
+            if let Some(entry) = self.state.lock().unwrap().jobs.get_mut(id) {
+                entry.stop = Some(Stop::Jump(index));
+            }
+        }
+        SegmentState::Pending
+    }
+
+    pub fn record_wait(&self, waited: Duration) {
+        self.counters
+            .wait_millis
+            .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn sessions(&self) -> Vec<Session> {
+        self.state.lock().unwrap().sessions.list()
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.state.lock().unwrap().sessions.len()
+    }
+
     /// Stops every pipeline (their jobs stay queued/running on disk, to resume at the next
     /// start), waits until every ffmpeg is reaped, and refuses new work.
     pub fn shutdown(&self) {
@@ -308,11 +487,71 @@ impl JobManager {
         state.shutting_down = true;
         for entry in state.jobs.values() {
             if entry.record.state == JobState::Running {
-                entry.cancel.store(true, Ordering::Relaxed);
+                entry.control.cancel.store(true, Ordering::Relaxed);
             }
         }
         while state.running > 0 {
             state = self.idle.wait(state).unwrap();
+        }
+    }
+
+    fn supervise(&self) {
+        let mut state = self.state.lock().unwrap();
+        let expired = state.sessions.expire(self.settings.session_timeout);
+        for session in expired {
+            let (watched, _) = state.sessions.furthest_for(&session.job_id);
+            if watched {
+                continue;
+            }
+            if let Some(entry) = state.jobs.get_mut(&session.job_id) {
+                if entry.record.priority == Priority::Playback && entry.record.state.is_active() {
+                    tracing::info!(job = %session.job_id, "last viewer left: stopping, segments kept");
+                    if entry.record.state == JobState::Running {
+                        entry.halt(Stop::Abandoned);
+                    } else {
+                        entry.record.state = JobState::Stopped;
+                        let _ = store::save(&self.settings.hls_root, &entry.record);
+                        let id = session.job_id.clone();
+                        state.queue.retain(|(_, _, queued)| *queued != id);
+                    }
+                }
+            }
+        }
+        let running: Vec<String> = state
+            .jobs
+            .values()
+            .filter(|e| e.record.state == JobState::Running)
+            .map(|e| e.record.id.clone())
+            .collect();
+        for id in running {
+            self.throttle(&mut state, &id);
+        }
+    }
+
+    /// Pauses job `id` while it is far ahead of every viewer; lets it run otherwise (and always
+    /// when nobody watches).
+    fn throttle(&self, state: &mut State, id: &str) {
+        let (watched, furthest) = state.sessions.furthest_for(id);
+        let Some(entry) = state.jobs.get_mut(id) else {
+            return;
+        };
+        let seconds = f64::from(self.settings.segment_seconds);
+        let encoder_at =
+            f64::from(entry.run_start) * seconds + entry.progress.snapshot().seconds_done;
+        let viewer_at = furthest.map_or(0.0, |f| f64::from(f + 1) * seconds);
+        let pause = entry.record.state == JobState::Running
+            && watched
+            && encoder_at - viewer_at > self.settings.throttle_ahead_seconds;
+        entry.control.pause.store(pause, Ordering::Relaxed);
+        match (pause, entry.throttled_since) {
+            (true, None) => entry.throttled_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.counters
+                    .throttled_millis
+                    .fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+                entry.throttled_since = None;
+            }
+            _ => {}
         }
     }
 
@@ -323,6 +562,7 @@ impl JobManager {
             && !state.queue.is_empty()
         {
             let (_, _, id) = state.queue.remove(0);
+            let dir = self.job_dir(&id);
             let Some(entry) = state.jobs.get_mut(&id) else {
                 continue;
             };
@@ -330,37 +570,45 @@ impl JobManager {
             entry.record.updated_at = now_seconds();
             entry.record.error = None;
             entry.progress = Arc::new(Progress::default());
-            entry.cancel = Arc::new(AtomicBool::new(false));
-            entry.segments_at_start = read_playlist(&store::job_dir(&self.settings.hls_root, &id))
-                .map_or(0, |p| p.segments.len());
+            entry.control = Arc::new(Control::default());
+            entry.segments_at_start = segments_on_disk(&dir).len();
             if let Err(e) = store::save(&self.settings.hls_root, &entry.record) {
                 tracing::error!("job {id}: cannot save state: {e}");
             }
-            let (progress, cancel) = (Arc::clone(&entry.progress), Arc::clone(&entry.cancel));
             let record = entry.record.clone();
             state.running += 1;
             let manager = Arc::clone(self);
             std::thread::Builder::new()
                 .name(format!("job-{}", &id[id.len().saturating_sub(8)..]))
-                .spawn(move || manager.run(record, progress, cancel))
+                .spawn(move || manager.run(record))
                 .expect("spawn a job thread");
         }
     }
 
-    fn run(self: Arc<Self>, record: JobRecord, progress: Arc<Progress>, cancel: Arc<AtomicBool>) {
+    fn run(self: Arc<Self>, record: JobRecord) {
         let id = record.id.clone();
         tracing::info!(job = %id, source = %record.source.display(), "job started");
-        let outcome = self.execute(&record, &progress, &cancel);
-        let shutting_down = {
+        let outcome = self.execute(&record);
+        let (shutting_down, stop) = {
             let mut state = self.state.lock().unwrap();
             let shutting_down = state.shutting_down;
+            let mut stop = None;
             if let Some(entry) = state.jobs.get_mut(&id) {
+                stop = entry.stop.take();
+                if let Some(since) = entry.throttled_since.take() {
+                    self.counters
+                        .throttled_millis
+                        .fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
                 let record = &mut entry.record;
-                match &outcome {
-                    Ok(()) => record.state = JobState::Complete,
-                    Err(PipelineError::Cancelled) if shutting_down => {}
-                    Err(PipelineError::Cancelled) => record.state = JobState::Cancelled,
-                    Err(error) => {
+                match (&outcome, stop) {
+                    (Ok(()), _) => record.state = JobState::Complete,
+                    (Err(PipelineError::Cancelled), _) if shutting_down => {}
+                    (Err(PipelineError::Cancelled), Some(Stop::Abandoned)) => {
+                        record.state = JobState::Stopped
+                    }
+                    (Err(PipelineError::Cancelled), _) => record.state = JobState::Cancelled,
+                    (Err(error), _) => {
                         record.state = JobState::Failed;
                         record.error = Some(error.to_string());
                     }
@@ -372,63 +620,116 @@ impl JobManager {
             }
             state.running -= 1;
             self.idle.notify_all();
-            shutting_down
+            (shutting_down, stop)
         };
         match &outcome {
             Ok(()) => tracing::info!(job = %id, "job complete"),
             Err(PipelineError::Cancelled) if shutting_down => {
                 tracing::info!(job = %id, "job stopped; it resumes at the next start")
             }
-            Err(error) => tracing::warn!(job = %id, "job ended: {error}"),
+            Err(error) => tracing::warn!(job = %id, ?stop, "job ended: {error}"),
         }
         self.schedule();
     }
 
-    fn execute(
-        &self,
-        record: &JobRecord,
-        progress: &Progress,
-        cancel: &AtomicBool,
-    ) -> Result<(), PipelineError> {
-        let hls_dir = store::job_dir(&self.settings.hls_root, &record.id);
-        let info = media::probe(&self.tools, &record.source)?;
-        self.update(&record.id, |r| {
-            r.source_duration_seconds = Some(info.duration_seconds);
-            r.frame_rate = Some(info.frame_rate.as_f64());
-        });
-        let listed = read_playlist(&hls_dir);
-        let done = listed.as_ref().map_or(0, |p| p.segments.len() as u32);
+    /// Runs until every segment exists (then assembles the final file), or a stop.
+    fn execute(&self, record: &JobRecord) -> Result<(), PipelineError> {
+        let id = &record.id;
+        let dir = self.job_dir(id);
+        let (_, mut count) = self.timeline(id).map_err(|e| match e {
+            JobError::Probe(probe) => PipelineError::Probe(probe),
+            other => PipelineError::Io(other.to_string(), std::io::ErrorKind::Other.into()),
+        })?;
         let _ = std::fs::remove_file(pipeline::partial_path(&record.output));
-        if listed.as_ref().is_some_and(|p| p.ended) {
-            return pipeline::assemble_final(&hls_dir, done, &record.output);
-        }
         let mut upscaler = upscale::build(&record.model, &self.settings.engine)?;
-        let spec = PipelineSpec {
-            input: record.source.clone(),
-            output: (done == 0).then(|| record.output.clone()),
-            hls_dir: hls_dir.clone(),
-            segment_seconds: record.segment_seconds,
-            start_segment: done,
-            encoder: EncoderSettings::default(),
-        };
-        let result = pipeline::run(&self.tools, &spec, upscaler.as_mut(), progress, cancel);
-        let total = read_playlist(&hls_dir).map_or(0, |p| p.segments.len() as u32);
-        // Counted under the lock that `totals` takes, so no frame is counted twice or missed.
-        {
-            let _state = self.state.lock().unwrap();
-            self.counters
-                .frames
-                .fetch_add(progress.snapshot().frames_done, Ordering::Relaxed);
+        loop {
+            let made = segments_on_disk(&dir);
+            let (start, progress, control) = {
+                let mut state = self.state.lock().unwrap();
+                let entry = state.jobs.get_mut(id).expect("a running job has an entry");
+                let jump = match entry.stop {
+                    Some(Stop::Jump(index)) => {
+                        entry.stop = None;
+                        entry.control.cancel.store(false, Ordering::Relaxed);
+                        self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                        Some(index).filter(|i| !made.contains(i) && *i < count)
+                    }
+                    Some(_) => return Err(PipelineError::Cancelled),
+                    None => None,
+                };
+                let Some(start) = jump.or_else(|| (0..count).find(|i| !made.contains(i))) else {
+                    break;
+                };
+                entry.run_start = start;
+                entry.progress = Arc::new(Progress::default());
+                (
+                    start,
+                    Arc::clone(&entry.progress),
+                    Arc::clone(&entry.control),
+                )
+            };
+            let end = made
+                .range(start + 1..)
+                .next()
+                .copied()
+                .filter(|e| *e < count);
+            let spec = PipelineSpec {
+                input: record.source.clone(),
+                output: None,
+                hls_dir: dir.clone(),
+                segment_seconds: record.segment_seconds,
+                start_segment: start,
+                end_segment: end,
+                playlist_name: ENCODER_PLAYLIST.to_string(),
+                encoder: EncoderSettings::default(),
+            };
+            let result = pipeline::run(&self.tools, &spec, upscaler.as_mut(), &progress, &control);
+            self.count_output(id, &progress);
+            match result {
+                Ok(_) => {}
+                Err(PipelineError::Cancelled) if self.jump_pending(id) => continue,
+                Err(PipelineError::NoFrames) if start > 0 && end.is_none() => {}
+                Err(error) => return Err(error),
+            }
+            if end.is_none() {
+                // This run reached the end of the film: now the segment count is exact.
+                // Fewer segments than estimated: the film is shorter. (A surplus one holds
+                // only audio past the last frame and stays out of the playlists.)
+                let last = segments_on_disk(&dir)
+                    .range(start..)
+                    .next_back()
+                    .map_or(start, |l| l + 1);
+                if last < count {
+                    count = last;
+                    self.update(id, |r| r.segment_count = Some(last));
+                }
+            }
+        }
+        pipeline::assemble_final(&dir, count, &record.output)
+    }
+
+    fn jump_pending(&self, id: &str) -> bool {
+        let state = self.state.lock().unwrap();
+        matches!(state.jobs.get(id).and_then(|e| e.stop), Some(Stop::Jump(_)))
+            && !state.shutting_down
+    }
+
+    /// Moves a run's frames and segments into the daemon's totals, under the lock `totals`
+    /// takes, so nothing is counted twice or missed.
+    fn count_output(&self, id: &str, progress: &Progress) {
+        let made = segments_on_disk(&self.job_dir(id)).len();
+        let mut state = self.state.lock().unwrap();
+        self.counters
+            .frames
+            .fetch_add(progress.snapshot().frames_done, Ordering::Relaxed);
+        progress.reset_frames();
+        if let Some(entry) = state.jobs.get_mut(id) {
+            let new = made.saturating_sub(entry.segments_at_start);
             self.counters
                 .segments
-                .fetch_add(u64::from(total.saturating_sub(done)), Ordering::Relaxed);
-            progress.reset_frames();
+                .fetch_add(new as u64, Ordering::Relaxed);
+            entry.segments_at_start = made;
         }
-        result?;
-        if done > 0 {
-            pipeline::assemble_final(&hls_dir, total, &record.output)?;
-        }
-        Ok(())
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {
@@ -444,19 +745,27 @@ impl JobManager {
 
     fn view(&self, entry: &Entry) -> JobView {
         let record = &entry.record;
-        let hls_dir = store::job_dir(&self.settings.hls_root, &record.id);
-        let playlist = read_playlist(&hls_dir).unwrap_or_default();
-        let ready = playlist.total_duration();
+        let mut made = segments_on_disk(&self.job_dir(&record.id));
+        if let Some(count) = record.segment_count {
+            made.retain(|i| *i < count);
+        }
+        let complete = record.state == JobState::Complete;
+        let contiguous = (0..).take_while(|i| made.contains(i)).count() as u32;
+        let seconds = f64::from(record.segment_seconds);
+        let total = record.source_duration_seconds;
+        let ready = match (total, record.segment_count) {
+            (Some(total), Some(count)) if contiguous >= count => total,
+            _ => f64::from(contiguous) * seconds,
+        };
         let live = entry.progress.snapshot();
         let running = record.state == JobState::Running;
-        let complete = record.state == JobState::Complete;
-        let progress = match record.source_duration_seconds {
+        let progress = match total {
             _ if complete => 1.0,
             Some(total) if total > 0.0 => (ready / total).min(1.0),
             _ => 0.0,
         };
         let rate = if running { live.realtime } else { 0.0 };
-        let eta_seconds = match record.source_duration_seconds {
+        let eta_seconds = match total {
             _ if complete => Some(0.0),
             Some(total) if running && rate > 0.0 => Some(((total - ready) / rate).max(0.0)),
             _ => None,
@@ -470,9 +779,11 @@ impl JobManager {
             model: record.model.clone(),
             output: record.output.clone(),
             output_ready: complete && record.output.is_file(),
-            segments: playlist.segments.len(),
+            segments: made.len(),
+            segment_count: record.segment_count,
             duration_seconds: ready,
-            source_duration_seconds: record.source_duration_seconds,
+            throttled: running && entry.throttled_since.is_some(),
+            source_duration_seconds: total,
             progress,
             fps: if running { live.fps } else { 0.0 },
             rate,
@@ -490,9 +801,17 @@ impl Entry {
         Entry {
             record,
             progress: Arc::new(Progress::default()),
-            cancel: Arc::new(AtomicBool::new(false)),
+            control: Arc::new(Control::default()),
+            run_start: 0,
+            stop: None,
+            throttled_since: None,
             segments_at_start: 0,
         }
+    }
+
+    fn halt(&mut self, why: Stop) {
+        self.stop = Some(why);
+        self.control.cancel.store(true, Ordering::Relaxed);
     }
 }
 
@@ -504,17 +823,37 @@ impl State {
         self.queue.sort();
     }
 
-    fn requeue(&mut self, id: &str, priority: Priority) {
-        for queued in &mut self.queue {
-            if queued.2 == id {
-                queued.0 = priority;
+    fn raise_priority(&mut self, id: &str, priority: Priority) {
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if priority < entry.record.priority {
+            entry.record.priority = priority;
+            for queued in &mut self.queue {
+                if queued.2 == id {
+                    queued.0 = priority;
+                }
             }
+            self.queue.sort();
         }
-        self.queue.sort();
     }
 }
 
-fn read_playlist(hls_dir: &Path) -> Option<MediaPlaylist> {
-    let text = std::fs::read_to_string(hls_dir.join(media::args::PLAYLIST_NAME)).ok()?;
-    MediaPlaylist::parse(&text).ok()
+/// The film's segments by the source's frame count (a frame-rate-converted film has exactly
+/// duration × rate frames), so the last segment is never one of trailing audio alone.
+fn estimated_segments(info: &media::MediaInfo, segment_seconds: u32) -> u32 {
+    let per_segment = f64::from(segment_seconds) * info.frame_rate.as_f64();
+    ((info.expected_frames() as f64 / per_segment).ceil() as u32).max(1)
+}
+
+/// Indices of the complete segments in `dir` (ffmpeg renames a segment into place when whole).
+pub fn segments_on_disk(dir: &Path) -> BTreeSet<u32> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| pipeline::segment_index(e.file_name().to_str()?))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -4,13 +4,14 @@
 
 pub mod id;
 pub mod manager;
+pub mod sessions;
 pub mod store;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use manager::{JobError, JobManager, ManagerSettings, Submitted, Totals};
+pub use manager::{JobError, JobManager, ManagerSettings, SegmentState, Submitted, Totals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,6 +21,9 @@ pub enum JobState {
     Complete,
     Failed,
     Cancelled,
+    /// A playback job whose last viewer left: its segments are kept and the next request for
+    /// it picks it up again.
+    Stopped,
 }
 
 impl JobState {
@@ -34,15 +38,17 @@ impl JobState {
             JobState::Complete => "complete",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
+            JobState::Stopped => "stopped",
         }
     }
 
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 6] = [
         JobState::Queued,
         JobState::Running,
         JobState::Complete,
         JobState::Failed,
         JobState::Cancelled,
+        JobState::Stopped,
     ];
 }
 
@@ -72,6 +78,10 @@ pub struct JobRecord {
     /// The source's length, known once the job has started.
     pub source_duration_seconds: Option<f64>,
     pub frame_rate: Option<f64>,
+    /// How many segments the film has: estimated when it is first probed, exact once a run has
+    /// reached the end.
+    #[serde(default)]
+    pub segment_count: Option<u32>,
     /// How many times the job was picked up again after the daemon stopped mid-way.
     pub resumes: u32,
     pub error: Option<String>,
@@ -88,9 +98,13 @@ pub struct JobView {
     pub model: String,
     pub output: PathBuf,
     pub output_ready: bool,
+    /// Complete segments on disk, wherever they are in the film.
     pub segments: usize,
-    /// Seconds of upscaled film ready to play (complete segments).
+    pub segment_count: Option<u32>,
+    /// Seconds of upscaled film ready to play from the start without a gap.
     pub duration_seconds: f64,
+    /// Paused because it is far ahead of every viewer.
+    pub throttled: bool,
     pub source_duration_seconds: Option<f64>,
     /// 0–1.
     pub progress: f64,

@@ -9,14 +9,14 @@ use super::{MediaInfo, Rational};
 pub const PLAYLIST_NAME: &str = "stream.m3u8";
 pub const SEGMENT_PATTERN: &str = "segment_%05d.ts";
 
-/// Source → raw rgb24 frames on stdout, from `start_seconds` on.
+/// Source → raw rgb24 frames on stdout, from `start_seconds` on, for `seconds` (or to the end).
 pub fn decode(
     input: &Path,
     info: &MediaInfo,
-    start_seconds: f64,
+    (start_seconds, seconds): (f64, Option<f64>),
     video_filter: Option<&str>,
 ) -> Vec<OsString> {
-    let mut args: Vec<OsString> = seek(start_seconds);
+    let mut args: Vec<OsString> = seek(start_seconds, seconds);
     args.extend(["-i".into(), input.into()]);
     args.extend(
         [
@@ -49,13 +49,17 @@ pub fn decode(
     args
 }
 
-/// Input seeking: decoding restarts at the keyframe before and drops frames up to the exact time.
-fn seek(start_seconds: f64) -> Vec<OsString> {
+/// Input seeking: decoding restarts at the keyframe before and drops frames up to the exact
+/// time; `-t` stops reading the input after `seconds`.
+fn seek(start_seconds: f64, seconds: Option<f64>) -> Vec<OsString> {
+    let mut args = Vec::new();
     if start_seconds > 0.0 {
-        vec!["-ss".into(), format!("{start_seconds:.6}").into()]
-    } else {
-        Vec::new()
+        args.extend(["-ss".into(), format!("{start_seconds:.6}").into()]);
     }
+    if let Some(seconds) = seconds {
+        args.extend(["-t".into(), format!("{seconds:.6}").into()]);
+    }
+    args
 }
 
 /// How the upscaled frames are encoded and where they go.
@@ -69,9 +73,13 @@ pub struct EncodePlan<'a> {
     /// The source, opened a second time for its audio; `None` when it has none.
     pub audio_source: Option<(&'a Path, &'a str)>,
     pub segment_seconds: u32,
-    /// The first segment made; a run that resumes or jumps starts past 0 and appends to the
-    /// playlist, with timestamps continuing where that segment belongs.
+    /// The first segment made; a run that resumes or jumps starts past 0, numbering its
+    /// segments and placing its timestamps where that segment belongs.
     pub start_segment: u32,
+    /// Stop before this segment (`None`: at the end of the film).
+    pub end_segment: Option<u32>,
+    /// The playlist the muxer keeps (in the HLS folder).
+    pub playlist_name: &'a str,
     /// Where the final file is teed to; `None` when it will be assembled from the segments.
     pub final_file: Option<&'a Path>,
     pub video_codec: &'a str,
@@ -100,7 +108,7 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
         "pipe:0",
     ]);
     if let Some((source, _)) = plan.audio_source {
-        args.extend(seek(start_seconds));
+        args.extend(seek(start_seconds, plan.seconds()));
         args.push("-i".into());
         args.push(source.into());
     }
@@ -151,17 +159,10 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
 }
 
 fn tee_outputs(plan: &EncodePlan) -> OsString {
-    let flags = if plan.start_segment > 0 {
-        "temp_file+independent_segments+append_list"
-    } else {
-        "temp_file+independent_segments"
-    };
-    // With append_list the muxer numbers new segments after the ones the playlist lists, which
-    // is where `start_segment` points.
     let hls = format!(
-        "[f=hls:hls_time={}:hls_list_size=0:hls_playlist_type=event:\
-         hls_flags={flags}:hls_segment_filename={SEGMENT_PATTERN}]{PLAYLIST_NAME}",
-        plan.segment_seconds
+        "[f=hls:hls_time={}:hls_list_size=0:hls_playlist_type=event:start_number={}:\
+         hls_flags=temp_file+independent_segments:hls_segment_filename={SEGMENT_PATTERN}]{}",
+        plan.segment_seconds, plan.start_segment, plan.playlist_name
     );
     let mut outputs = OsString::from(hls);
     if let Some(final_file) = plan.final_file {
@@ -169,6 +170,14 @@ fn tee_outputs(plan: &EncodePlan) -> OsString {
         outputs.push(escape_tee_filename(final_file));
     }
     outputs
+}
+
+impl EncodePlan<'_> {
+    /// How much of the film this run covers, when it stops before the end.
+    pub fn seconds(&self) -> Option<f64> {
+        self.end_segment
+            .map(|end| f64::from((end - self.start_segment) * self.segment_seconds))
+    }
 }
 
 /// The tee muxer splits its argument with ffmpeg's tokenizer: a backslash makes the next byte
@@ -212,7 +221,12 @@ mod tests {
     #[test]
     fn every_source_is_decoded_at_its_constant_average_rate() {
         for variable in [false, true] {
-            let args = joined(&decode(Path::new("/m/a.mkv"), &info(variable), 0.0, None));
+            let args = joined(&decode(
+                Path::new("/m/a.mkv"),
+                &info(variable),
+                (0.0, None),
+                None,
+            ));
             assert!(args.contains("-fps_mode cfr -r 25/1"), "{args}");
         }
     }
@@ -227,6 +241,8 @@ mod tests {
             audio_source: Some((Path::new("/m/a.mkv"), "opus")),
             segment_seconds: 6,
             start_segment: 0,
+            end_segment: None,
+            playlist_name: PLAYLIST_NAME,
             final_file: Some(Path::new("/out/a.ts.partial")),
             video_codec: "libx264",
             preset: "veryfast",
@@ -253,6 +269,8 @@ mod tests {
             audio_source: Some((Path::new("/m/a.mkv"), "aac")),
             segment_seconds: 2,
             start_segment: 3,
+            end_segment: Some(5),
+            playlist_name: "run.m3u8",
             final_file: None,
             video_codec: "libx264",
             preset: "veryfast",
@@ -261,18 +279,27 @@ mod tests {
         };
         let args = joined(&encode(&plan));
         assert!(args.starts_with("-f rawvideo"), "{args}");
-        assert!(args.contains("-ss 6.000000 -i /m/a.mkv"), "{args}");
+        assert!(
+            args.contains("-ss 6.000000 -t 4.000000 -i /m/a.mkv"),
+            "{args}"
+        );
         assert!(
             args.contains("-c:a aac -b:a 192k -output_ts_offset 6.000000 -f tee"),
             "{args}"
         );
-        assert!(
-            args.contains("hls_flags=temp_file+independent_segments+append_list"),
-            "{args}"
-        );
+        assert!(args.contains("start_number=3:"), "{args}");
+        assert!(args.ends_with("]run.m3u8"), "{args}");
         assert!(!args.contains("mpegts"), "no final file branch: {args}");
-        let decode = joined(&decode(Path::new("/m/a.mkv"), &info(false), 6.0, None));
-        assert!(decode.starts_with("-ss 6.000000 -i /m/a.mkv"), "{decode}");
+        let decode = joined(&decode(
+            Path::new("/m/a.mkv"),
+            &info(false),
+            (6.0, Some(4.0)),
+            None,
+        ));
+        assert!(
+            decode.starts_with("-ss 6.000000 -t 4.000000 -i /m/a.mkv"),
+            "{decode}"
+        );
     }
 
     #[test]

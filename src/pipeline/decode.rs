@@ -2,11 +2,12 @@
 
 use std::io::Read;
 use std::process::ChildStdout;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
 
 use super::frames::Frame;
-use super::{Message, PipelineError};
+use super::{Control, Message, PipelineError};
 use crate::media::process::Process;
 
 pub(super) fn read_frames(
@@ -14,10 +15,13 @@ pub(super) fn read_frames(
     decoder: &Process,
     free: Receiver<Frame>,
     frames: SyncSender<Message>,
-    cancel: &AtomicBool,
+    control: &Control,
 ) -> Result<(), PipelineError> {
     loop {
-        if cancel.load(Ordering::Relaxed) {
+        while control.pause.load(Ordering::Relaxed) && !control.cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if control.cancel.load(Ordering::Relaxed) {
             return Err(PipelineError::Cancelled);
         }
         let mut frame = free.recv().map_err(|_| PipelineError::Aborted)?;

@@ -59,9 +59,13 @@ pub struct PipelineSpec {
     /// Receives `stream.m3u8` and `segment_NNNNN.ts`.
     pub hls_dir: PathBuf,
     pub segment_seconds: u32,
-    /// The first segment to make. Above 0 the playlist's earlier segments are kept and new ones
-    /// are appended, with timestamps continuing from where this segment starts.
+    /// The first segment to make; its number and timestamps are where it belongs in the film.
+    /// A run from 0 to the end starts a fresh folder; any other run keeps the segments there.
     pub start_segment: u32,
+    /// Stop before this segment (`None`: at the end of the film).
+    pub end_segment: Option<u32>,
+    /// The playlist the encoder keeps in `hls_dir`.
+    pub playlist_name: String,
     pub encoder: EncoderSettings,
 }
 
@@ -96,6 +100,16 @@ pub struct Summary {
     pub output: Option<PathBuf>,
 }
 
+/// How another thread steers a running pipeline.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop: the run ends with [`PipelineError::Cancelled`].
+    pub cancel: AtomicBool,
+    /// Hold: no frame is decoded (ffmpeg blocks on its full pipe, the network waits) until
+    /// cleared.
+    pub pause: AtomicBool,
+}
+
 pub(crate) enum Message {
     Frame(Frame),
     End,
@@ -112,7 +126,7 @@ pub fn run(
     spec: &PipelineSpec,
     upscaler: &mut dyn Upscaler,
     progress: &Progress,
-    cancel: &AtomicBool,
+    control: &Control,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     let input = spec
@@ -124,9 +138,12 @@ pub fn run(
     if output.as_ref() == Some(&input) {
         return Err(PipelineError::OutputIsInput(input));
     }
-    prepare_hls_dir(&spec.hls_dir, spec.start_segment)?;
+    prepare_hls_dir(spec)?;
     let partial = output.as_deref().map(partial_path);
     let start_seconds = f64::from(spec.start_segment * spec.segment_seconds);
+    let run_seconds = spec
+        .end_segment
+        .map(|end| f64::from(end.saturating_sub(spec.start_segment) * spec.segment_seconds));
 
     let scale = upscaler.scale();
     let filter = upscaler.decoder_filter();
@@ -137,8 +154,10 @@ pub fn run(
         (info.width, info.height)
     };
     let frames_before = (start_seconds * info.frame_rate.as_f64()).round() as u64;
+    let frames_in_run = run_seconds.map(|s| (s * info.frame_rate.as_f64()).round() as u64);
+    let remaining = info.expected_frames().saturating_sub(frames_before);
     progress.start(
-        info.expected_frames().saturating_sub(frames_before),
+        frames_in_run.map_or(remaining, |n| n.min(remaining)),
         info.frame_rate.as_f64(),
     );
 
@@ -146,7 +165,7 @@ pub fn run(
     decode_command.args(args::decode(
         &input,
         &info,
-        start_seconds,
+        (start_seconds, run_seconds),
         filter.as_deref(),
     ));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
@@ -163,6 +182,8 @@ pub fn run(
         audio_source: audio,
         segment_seconds: spec.segment_seconds,
         start_segment: spec.start_segment,
+        end_segment: spec.end_segment,
+        playlist_name: &spec.playlist_name,
         final_file: partial.as_deref(),
         video_codec: &spec.encoder.codec,
         preset: &spec.encoder.preset,
@@ -198,7 +219,7 @@ pub fn run(
                 decoder,
                 free_inputs,
                 decoded_tx,
-                cancel,
+                control,
             ))
         });
         scope.spawn(move || {
@@ -248,7 +269,7 @@ pub fn run(
         source: info,
         output_width: out_w,
         output_height: out_h,
-        playlist: spec.hls_dir.join(args::PLAYLIST_NAME),
+        playlist: spec.hls_dir.join(&spec.playlist_name),
         output,
     })
 }
@@ -340,22 +361,24 @@ fn absolute_output(output: &Path) -> Result<PathBuf, PipelineError> {
     Ok(parent.join(name))
 }
 
-/// A run from the start begins a fresh playlist: the playlist and segments of an earlier run
-/// go. A run from segment N keeps the playlist and segments before N and drops the rest,
-/// including files a killed ffmpeg left half-written.
-fn prepare_hls_dir(dir: &Path, start_segment: u32) -> Result<(), PipelineError> {
+/// A run over the whole film starts a fresh folder: the playlist and segments of an earlier
+/// run go. Any other run keeps the segments outside its range and drops what is inside it, and
+/// everything a killed ffmpeg left half-written.
+fn prepare_hls_dir(spec: &PipelineSpec) -> Result<(), PipelineError> {
+    let dir = &spec.hls_dir;
     let io = |e| PipelineError::Io(format!("preparing {}", dir.display()), e);
     std::fs::create_dir_all(dir).map_err(io)?;
+    let whole_film = spec.start_segment == 0 && spec.end_segment.is_none();
+    let in_range = |index: u32| {
+        whole_film
+            || (index >= spec.start_segment && spec.end_segment.is_none_or(|end| index < end))
+    };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let stale = if name.ends_with(".tmp") {
-            name.starts_with("segment_") || name.starts_with(args::PLAYLIST_NAME)
-        } else if name == args::PLAYLIST_NAME {
-            start_segment == 0
-        } else {
-            segment_index(name).is_some_and(|index| index >= start_segment)
-        };
+        let stale = name.ends_with(".tmp")
+            || name == spec.playlist_name
+            || segment_index(name).is_some_and(in_range);
         if stale {
             std::fs::remove_file(&path).map_err(io)?;
         }

@@ -27,6 +27,64 @@ pub async fn trigger(
         Decision::Start(webhook::Priority::Playback) => Priority::Playback,
         Decision::Start(webhook::Priority::Library) => Priority::Library,
     };
+    let started = start(trigger, priority, &state).await?;
+    Ok(warp::reply::json(&started_reply(&started, &state)).into_response())
+}
+
+/// Like the webhook, before the viewer presses play: the job starts (or queues) at playback
+/// priority whatever the event, and the viewer's session exists already.
+pub async fn warmup(
+    body: Bytes,
+    viewer: String,
+    state: Arc<AppState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let trigger = webhook::parse_trigger(&body)
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()).reject())?;
+    let started = start(trigger, Priority::Playback, &state).await?;
+    let session = state.manager.viewer_request(&started.job.id, &viewer, None);
+    let mut reply = started_reply(&started, &state);
+    reply["session_id"] = json!(session);
+    reply["index_url"] = json!(format!(
+        "{}/hls/{}/index.m3u8",
+        state.public_url(),
+        started.job.id
+    ));
+    Ok(warp::reply::json(&reply).into_response())
+}
+
+pub async fn sessions(state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    Ok(warp::reply::json(&json!({ "sessions": state.manager.sessions() })).into_response())
+}
+
+struct Started {
+    job: JobView,
+    created: bool,
+}
+
+fn started_reply(started: &Started, state: &AppState) -> serde_json::Value {
+    let job = &started.job;
+    let status = match (started.created, job.state) {
+        (_, JobState::Complete) => "complete",
+        (true, JobState::Running) => "started",
+        (false, JobState::Running) => "running",
+        (_, JobState::Queued) => "queued",
+        (_, other) => other.as_str(),
+    };
+    json!({
+        "status": status,
+        "job_id": job.id,
+        "hls_url": state.hls_url(&job.id),
+        "estimated_delay_seconds": estimated_delay(job, state.config.segment_time),
+        "streaming": true,
+    })
+}
+
+/// Resolves what the body names to a file inside the media roots and starts or joins its job.
+async fn start(
+    trigger: webhook::Trigger,
+    priority: Priority,
+    state: &Arc<AppState>,
+) -> Result<Started, Rejection> {
     let (path, name) = match trigger.target {
         Target::Path(path) => (path, trigger.name),
         Target::JellyfinItem(item_id) => {
@@ -58,22 +116,10 @@ pub async fn trigger(
         .await
         .map_err(|e| ApiError::unavailable("internal", e.to_string()).reject())?
         .map_err(|e| ApiError::from(e).reject())?;
-    let job = submitted.job;
-    let status = match (submitted.created, job.state) {
-        (_, JobState::Complete) => "complete",
-        (true, JobState::Running) => "started",
-        (false, JobState::Running) => "running",
-        (_, JobState::Queued) => "queued",
-        (_, other) => other.as_str(),
-    };
-    Ok(warp::reply::json(&json!({
-        "status": status,
-        "job_id": job.id,
-        "hls_url": state.hls_url(&job.id),
-        "estimated_delay_seconds": estimated_delay(&job, state.config.segment_time),
-        "streaming": true,
-    }))
-    .into_response())
+    Ok(Started {
+        job: submitted.job,
+        created: submitted.created,
+    })
 }
 
 /// Seconds until the first segment can play: none left once it exists; otherwise a segment's
@@ -131,6 +177,7 @@ pub async fn hls_status(
     };
     let status = match job.state {
         JobState::Running if job.segments == 0 => "starting",
+        JobState::Running if job.throttled => "throttled",
         JobState::Running => "streaming",
         other => other.as_str(),
     };
@@ -145,6 +192,7 @@ pub async fn hls_status(
         "progress": job.progress,
         "rate": job.rate,
         "eta_seconds": job.eta_seconds,
+        "throttled": job.throttled,
         "error": job.error,
     }))
     .into_response())

@@ -55,6 +55,11 @@ impl From<JobError> for ApiError {
             JobError::NotFound(_) => ApiError::not_found(message),
             JobError::Source { .. } => ApiError::not_found(message),
             JobError::ShuttingDown => ApiError::unavailable("shutting_down", message),
+            JobError::Probe(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unreadable_source",
+                message,
+            ),
             JobError::Store(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
             }

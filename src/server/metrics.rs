@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use crate::jobs::{JobManager, JobState};
@@ -84,6 +85,22 @@ pub fn render(http: &HttpCounters, manager: &JobManager) -> String {
             job.id, job.rate
         );
     }
+    let counters = &manager.counters;
+    let _ = writeln!(
+        out,
+        "# HELP liveup_sessions Active viewer sessions.\n# TYPE liveup_sessions gauge\n\
+         liveup_sessions {}\n\
+         # HELP liveup_restarts_total Encoder restarts where a viewer jumped ahead or behind.\n\
+         # TYPE liveup_restarts_total counter\nliveup_restarts_total {}\n\
+         # HELP liveup_throttled_seconds_total Time jobs spent paused, far ahead of every viewer.\n\
+         # TYPE liveup_throttled_seconds_total counter\nliveup_throttled_seconds_total {:.3}\n\
+         # HELP liveup_segment_wait_seconds_total Time segment requests waited for their segment.\n\
+         # TYPE liveup_segment_wait_seconds_total counter\nliveup_segment_wait_seconds_total {:.3}",
+        manager.active_sessions(),
+        counters.restarts.load(Ordering::Relaxed),
+        counters.throttled_millis.load(Ordering::Relaxed) as f64 / 1000.0,
+        counters.wait_millis.load(Ordering::Relaxed) as f64 / 1000.0,
+    );
     let _ = writeln!(
         out,
         "# HELP liveup_http_requests_total HTTP requests by route and status code.\n\

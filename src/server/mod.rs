@@ -6,6 +6,7 @@ pub mod errors;
 pub mod hls_files;
 pub mod media_paths;
 pub mod metrics;
+mod streaming;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -77,9 +78,22 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(api::get_job);
     let cancel = warp::path!("api" / "jobs" / String)
         .and(warp::delete())
-        .and(guarded)
+        .and(guarded.clone())
         .and(with_state.clone())
         .and_then(api::cancel_job);
+    let warmup = warp::path!("api" / "warmup")
+        .and(warp::post())
+        .and(guarded.clone())
+        .and(warp::body::content_length_limit(webhook::MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and(viewer())
+        .and(with_state.clone())
+        .and_then(api::warmup);
+    let sessions = warp::path!("api" / "sessions")
+        .and(warp::get())
+        .and(guarded.clone())
+        .and(with_state.clone())
+        .and_then(api::sessions);
     let status = warp::path!("hls-status" / String)
         .and(warp::get())
         .and(with_state.clone())
@@ -106,6 +120,12 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(health)
         .unify()
         .or(metrics)
+        .unify()
+        .or(warmup)
+        .unify()
+        .or(sessions)
+        .unify()
+        .or(streaming::routes(Arc::clone(&state)))
         .unify()
         .or(hls_files::routes(state.config.hls_root.clone()))
         .unify()
@@ -153,6 +173,29 @@ fn authorized(state: Arc<AppState>) -> BoxedFilter<()> {
             },
         )
         .untuple_one()
+        .boxed()
+}
+
+/// Who is asking: the `session` query parameter, else the `X-Playback-Session-Id` header, else
+/// the client's address.
+pub fn viewer() -> BoxedFilter<(String,)> {
+    warp::query::<HashMap<String, String>>()
+        .or(warp::any().map(HashMap::new))
+        .unify()
+        .and(warp::header::optional::<String>("x-playback-session-id"))
+        .and(warp::addr::remote())
+        .map(
+            |query: HashMap<String, String>,
+             header: Option<String>,
+             remote: Option<std::net::SocketAddr>| {
+                query
+                    .get("session")
+                    .cloned()
+                    .or(header)
+                    .or_else(|| remote.map(|a| a.ip().to_string()))
+                    .unwrap_or_else(|| "unknown".to_string())
+            },
+        )
         .boxed()
 }
 

@@ -2,10 +2,10 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 
 use liveup::media::Tools;
 use liveup::pipeline::frames::Frame;
@@ -124,6 +124,8 @@ impl Run {
             hls_dir: self.hls_dir.clone(),
             segment_seconds,
             start_segment: 0,
+            end_segment: None,
+            playlist_name: liveup::media::args::PLAYLIST_NAME.to_string(),
             encoder: EncoderSettings::default(),
         }
     }
@@ -140,7 +142,7 @@ impl Run {
             &self.spec(input, segment_seconds),
             upscaler.as_mut(),
             &Progress::default(),
-            &AtomicBool::new(false),
+            &liveup::pipeline::Control::default(),
         )
     }
 

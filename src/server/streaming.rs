@@ -1,0 +1,146 @@
+//! What viewers of a daemon job get under `/hls/{job}/`: the playlists liveup writes from the
+//! segments on disk (`index.m3u8`, the whole film up front; `stream.m3u8`, the growing one) and
+//! segments that may not be made yet. Every request refreshes the viewer's session. A segment
+//! not made yet is waited for (bounded), then answered 503 with Retry-After — never a 2xx without
+//! the segment (hls.js would play the body) and never a 404 (hls.js would not retry).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use warp::filters::BoxedFilter;
+use warp::http::header::{self, HeaderValue};
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::hls_files::{self, FileKind};
+use super::AppState;
+use crate::hls::write;
+use crate::jobs::SegmentState;
+use crate::pipeline::segment_index;
+
+const POLL: Duration = Duration::from_millis(100);
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let with_state = warp::any().map(move || Arc::clone(&state));
+    warp::path!("hls" / String / String)
+        .and(warp::get().or(warp::head()).unify())
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(super::viewer())
+        .and(with_state)
+        .and_then(handle)
+        .boxed()
+}
+
+async fn handle(
+    job: String,
+    file: String,
+    method: Method,
+    headers: HeaderMap,
+    viewer: String,
+    state: Arc<AppState>,
+) -> Result<Response, Rejection> {
+    let known = state.manager.get(&job).is_some();
+    let ours = file == "index.m3u8" || file == "stream.m3u8" || segment_index(&file).is_some();
+    if !known || !ours {
+        return Err(warp::reject::not_found());
+    }
+    let segment = segment_index(&file);
+    let session = state.manager.viewer_request(&job, &viewer, segment);
+    let mut reply = match segment {
+        Some(index) => segment_reply(&state, &job, &file, index, &method, &headers).await,
+        None => playlist_reply(&state, &job, &file, &method).await,
+    };
+    if let Some(session) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        reply.headers_mut().insert("x-liveup-session", session);
+    }
+    Ok(reply)
+}
+
+async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &Method) -> Response {
+    let manager = Arc::clone(&state.manager);
+    let id = job.to_string();
+    let timeline = tokio::task::spawn_blocking(move || manager.timeline(&id)).await;
+    let Ok(Ok((total, count))) = timeline else {
+        return hls_files::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the source could not be read yet",
+        );
+    };
+    let seconds = state.config.segment_time;
+    let text = if file == "index.m3u8" {
+        write::vod(count, seconds, total)
+    } else {
+        let made = crate::jobs::manager::segments_on_disk(&state.manager.job_dir(job));
+        let ready = (0..).take_while(|i| made.contains(i)).count() as u32;
+        write::event(ready, count, seconds, total)
+    };
+    let length = text.len();
+    let mut response = if method == Method::HEAD {
+        Response::new(warp::hyper::Body::empty())
+    } else {
+        Response::new(text.into())
+    };
+    let headers = response.headers_mut();
+    hls_files::set_cors(headers);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(FileKind::Playlist.content_type()),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+async fn segment_reply(
+    state: &Arc<AppState>,
+    job: &str,
+    file: &str,
+    index: u32,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let limit = Duration::from_secs(state.config.segment_wait_seconds);
+    loop {
+        let manager = Arc::clone(&state.manager);
+        let id = job.to_string();
+        let found = tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
+            .await
+            .unwrap_or(SegmentState::Never);
+        match found {
+            SegmentState::Ready(_) => break,
+            SegmentState::Never => {
+                return hls_files::json_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such segment in this film",
+                )
+            }
+            SegmentState::Pending if started.elapsed() >= limit => {
+                state.manager.record_wait(started.elapsed());
+                let mut response = hls_files::json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "segment_not_ready",
+                    "this segment is being made; retry shortly",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                return response;
+            }
+            SegmentState::Pending => tokio::time::sleep(POLL).await,
+        }
+    }
+    state.manager.record_wait(started.elapsed());
+    let root = &state.config.hls_root;
+    let Some(resolved) = hls_files::resolve(root, job, file) else {
+        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
+    };
+    match hls_files::open_confined(root, &resolved).await {
+        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
+        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+    }
+}
