@@ -30,6 +30,7 @@ const NOT_CONFIG_ENV: &[&str] = &[
     "LIVEUP_FFMPEG",
     "LIVEUP_FFPROBE",
     "LIVEUP_DEPS_DIR",
+    "LIVEUP_HLS_JS",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

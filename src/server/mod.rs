@@ -7,6 +7,7 @@ pub mod hls_files;
 pub mod media_paths;
 pub mod metrics;
 mod streaming;
+pub mod web;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -108,7 +109,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(api::metrics);
 
     let counted = Arc::clone(&state);
-    trigger
+    web::routes(Arc::clone(&state))
+        .or(trigger)
+        .unify()
         .or(jobs)
         .unify()
         .or(job)

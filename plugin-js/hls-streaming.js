@@ -1,0 +1,608 @@
+/*
+ * liveup for Jellyfin web: switches Jellyfin's player to liveup's upscaled stream of the film it
+ * is playing, at the same position, once enough of it has been upscaled.
+ *
+ * Load it into Jellyfin's web client with one tag (see liveup's README, "Jellyfin integration"):
+ *   <script src="http://LIVEUP-HOST:8765/plugin/hls-streaming.js"></script>
+ * To change a setting, define window.LIVEUP_CONFIG before that tag, e.g.
+ *   <script>window.LIVEUP_CONFIG = { autoSwitch: true };</script>
+ *
+ * What it does, for each film Jellyfin plays in `video.htmlvideoplayer` (route #/video):
+ *  1. learns the item id from Jellyfin's own `/Items/{id}/PlaybackInfo` request (or, failing that,
+ *     from the `/Videos/{id}/…` URL the player loads);
+ *  2. asks liveup to upscale it (POST /upscale-trigger with the Jellyfin webhook form; if liveup
+ *     has no Jellyfin API key, it sends the file path it gets from window.ApiClient instead);
+ *  3. polls the job every `checkInterval` ms, at most `maxRetries` times, until the upscaled film
+ *     covers the current position plus `safetyMargin` seconds (or is complete);
+ *  4. switches the <video> to the upscaled HLS stream with hls.js (native HLS where there is no
+ *     MediaSource, i.e. iOS Safari), automatically or once the viewer accepts a small prompt,
+ *     keeping the position and the play/pause state;
+ *  5. on a fatal playback error puts the original source back at the current position.
+ * window.liveup exposes the state for debugging; every change is also a `liveup:state` event on
+ * window.
+ */
+(function () {
+  'use strict';
+
+  var currentScript = document.currentScript;
+  var scriptOrigin = (function () {
+    try {
+      return currentScript && currentScript.src ? new URL(currentScript.src).origin : '';
+    } catch (e) {
+      return '';
+    }
+  })();
+
+  // Every setting, with its default. Override any of them with window.LIVEUP_CONFIG.
+  var CONFIG = Object.assign(
+    {
+      // Where liveup answers; by default the origin this script was loaded from.
+      liveupUrl: scriptOrigin,
+      // hls.js as liveup serves it (installed from npm by scripts/setup; no CDN).
+      hlsJsUrl: null,
+      // liveup's shared token, needed when it listens beyond loopback.
+      token: '',
+      // How often to ask liveup how far the upscaling is (ms).
+      checkInterval: 2000,
+      // How many times to ask before giving up on this film.
+      maxRetries: 30,
+      // true: switch as soon as the stream is ready; false: ask the viewer first.
+      autoSwitch: false,
+      // Upscaled seconds needed beyond the current position before switching.
+      safetyMargin: 6,
+      // 'index': the whole-film playlist (seeking ahead of the upscaler works);
+      // 'stream': the growing live playlist (hls_url).
+      playlist: 'index',
+      // How long the prompt stays up without an answer (ms); 0 keeps it until answered.
+      promptTimeout: 0,
+      // The upscaled stream must show a picture within this long after a switch (ms)...
+      startTimeout: 20000,
+      // ...and, once playing, never stand still longer than this (ms), or the original comes back.
+      stallTimeout: 15000,
+      // Jellyfin's player element.
+      videoSelector: 'video.htmlvideoplayer',
+      // The route Jellyfin plays video under (location.hash starts with it).
+      videoRoute: '#/video',
+      // Extra hls.js settings.
+      hlsConfig: {},
+      // Log every step to the console.
+      debug: false,
+    },
+    window.LIVEUP_CONFIG || {}
+  );
+  CONFIG.liveupUrl = String(CONFIG.liveupUrl || '').replace(/\/+$/, '');
+  if (!CONFIG.hlsJsUrl) CONFIG.hlsJsUrl = CONFIG.liveupUrl + '/plugin/hls.js';
+
+  var ITEM_ID = '([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})';
+  var PLAYBACK_INFO = new RegExp('/Items/' + ITEM_ID + '/PlaybackInfo', 'i');
+  var VIDEO_URL = new RegExp('/Videos/' + ITEM_ID + '/', 'i');
+
+  function log() {
+    if (CONFIG.debug && window.console) {
+      console.log.apply(console, ['[liveup]'].concat([].slice.call(arguments)));
+    }
+  }
+
+  // One playback of one film: what liveup said about it and where the switch stands.
+  var session = null;
+  var hlsLoad = null;
+
+  var api = {
+    config: CONFIG,
+    get state() {
+      return session ? session.state : 'idle';
+    },
+    get session() {
+      return session ? Object.assign({}, session.info, { state: session.state, itemId: session.itemId }) : null;
+    },
+    switchNow: function () {
+      if (session && session.job) startSwitch(session);
+    },
+  };
+  window.liveup = api;
+
+  function setState(s, state, extra) {
+    s.state = state;
+    Object.assign(s.info, extra || {});
+    log('state', state, extra || '');
+    try {
+      window.dispatchEvent(
+        new CustomEvent('liveup:state', {
+          detail: Object.assign({ state: state, itemId: s.itemId }, extra || {}),
+        })
+      );
+    } catch (e) {
+      /* no CustomEvent: nothing listens anyway */
+    }
+  }
+
+  // ---- learning the item --------------------------------------------------------------------
+
+  function sawUrl(url) {
+    var match = PLAYBACK_INFO.exec(String(url || ''));
+    if (match) onItem(match[1].replace(/-/g, '').toLowerCase());
+  }
+
+  if (window.fetch) {
+    var originalFetch = window.fetch;
+    window.fetch = function (input) {
+      try {
+        sawUrl(typeof input === 'string' ? input : input && input.url);
+      } catch (e) {
+        /* never break Jellyfin's own requests */
+      }
+      return originalFetch.apply(this, arguments);
+    };
+  }
+  if (window.XMLHttpRequest) {
+    var originalOpen = XMLHttpRequest.prototype.open;
+    XMLHttpRequest.prototype.open = function (method, url) {
+      try {
+        sawUrl(url);
+      } catch (e) {
+        /* never break Jellyfin's own requests */
+      }
+      return originalOpen.apply(this, arguments);
+    };
+  }
+
+  function onVideoRoute() {
+    var hash = window.location.hash || '';
+    return hash.indexOf(CONFIG.videoRoute) === 0 || /videoosd/i.test(hash);
+  }
+
+  function findVideo() {
+    return document.querySelector(CONFIG.videoSelector);
+  }
+
+  function onItem(itemId) {
+    if (session && session.itemId === itemId && session.state !== 'ended') return;
+    end('another item');
+    session = {
+      itemId: itemId,
+      state: 'new',
+      info: {},
+      retries: 0,
+      timer: null,
+      video: null,
+      job: null,
+      hls: null,
+      original: null,
+      prompt: null,
+    };
+    setState(session, 'found', { itemId: itemId });
+    whenPlayerReady(session);
+  }
+
+  // The player element shows up (and the route changes) after the PlaybackInfo request.
+  function whenPlayerReady(s) {
+    var tries = 0;
+    (function look() {
+      if (session !== s) return;
+      var video = findVideo();
+      if (video && onVideoRoute()) {
+        s.video = video;
+        watchVideo(s);
+        ask(s);
+        return;
+      }
+      if (++tries > 600) return setState(s, 'gave_up', { reason: 'no player' });
+      s.timer = setTimeout(look, 100);
+    })();
+  }
+
+  // Jellyfin moved on (another source, the player closed): forget this playback.
+  function watchVideo(s) {
+    var video = s.video;
+    s.onLoadStart = function () {
+      if (session !== s || s.switching) return;
+      var src = video.currentSrc || video.src || '';
+      // blob: is ours (or Jellyfin's own hls.js, which a PlaybackInfo request announces).
+      if (!src || src.indexOf('blob:') === 0) return;
+      if (s.original && src !== s.original.src) end('source changed');
+    };
+    video.addEventListener('loadstart', s.onLoadStart);
+    // The first direct-play URL, if no PlaybackInfo was seen.
+    var src = video.currentSrc || video.src || '';
+    if (!s.original && src && src.indexOf('blob:') !== 0) s.original = { src: src };
+  }
+
+  function end(reason) {
+    var s = session;
+    if (!s) return;
+    clearTimeout(s.timer);
+    clearInterval(s.stallTimer);
+    removePrompt(s);
+    if (s.hls) {
+      try {
+        s.hls.destroy();
+      } catch (e) {
+        /* already gone */
+      }
+      s.hls = null;
+    }
+    if (s.video && s.onLoadStart) s.video.removeEventListener('loadstart', s.onLoadStart);
+    setState(s, 'ended', { reason: reason });
+    session = null;
+  }
+
+  window.addEventListener('hashchange', function () {
+    if (session && !onVideoRoute()) end('left the player');
+  });
+
+  // A direct-play URL names the item too: the fallback when no PlaybackInfo request was seen.
+  document.addEventListener(
+    'loadstart',
+    function (event) {
+      var video = event.target;
+      if (!video || !video.matches || !video.matches(CONFIG.videoSelector)) return;
+      var match = VIDEO_URL.exec(video.currentSrc || video.src || '');
+      if (match && !session) onItem(match[1].replace(/-/g, '').toLowerCase());
+    },
+    true
+  );
+
+  // ---- asking liveup ------------------------------------------------------------------------
+
+  function request(method, path, body) {
+    var headers = {};
+    if (body !== undefined) headers['Content-Type'] = 'text/plain';
+    if (CONFIG.token) headers['X-Liveup-Token'] = CONFIG.token;
+    return window
+      .fetch(CONFIG.liveupUrl + path, { method: method, headers: headers, body: body, mode: 'cors' })
+      .then(function (response) {
+        return response.text().then(function (text) {
+          var json = null;
+          try {
+            json = JSON.parse(text);
+          } catch (e) {
+            json = { message: text };
+          }
+          return { status: response.status, ok: response.ok, json: json };
+        });
+      });
+  }
+
+  function ask(s) {
+    setState(s, 'asking');
+    var form = { NotificationType: 'PlaybackStart', ItemId: s.itemId };
+    request('POST', '/upscale-trigger', JSON.stringify(form))
+      .then(function (reply) {
+        if (reply.status === 503 && reply.json && reply.json.error === 'jellyfin_not_configured') {
+          return askWithPath(s);
+        }
+        return reply;
+      })
+      .then(function (reply) {
+        if (session !== s) return;
+        if (!reply.ok || !reply.json || !reply.json.job_id) {
+          var why = (reply.json && (reply.json.reason || reply.json.message)) || 'HTTP ' + reply.status;
+          return setState(s, 'gave_up', { reason: 'liveup refused: ' + why });
+        }
+        s.job = reply.json;
+        setState(s, 'waiting', { jobId: reply.json.job_id, hlsUrl: reply.json.hls_url });
+        poll(s);
+      })
+      .catch(function (error) {
+        if (session === s) setState(s, 'gave_up', { reason: 'liveup unreachable: ' + error });
+      });
+  }
+
+  // liveup cannot look the item up itself: ask Jellyfin (as this viewer) for its file path.
+  function askWithPath(s) {
+    var client = window.ApiClient;
+    if (!client || !client.getItem) {
+      return Promise.resolve({ status: 503, ok: false, json: { message: 'no Jellyfin API key and no ApiClient' } });
+    }
+    var userId = client.getCurrentUserId ? client.getCurrentUserId() : undefined;
+    return Promise.resolve(client.getItem(userId, s.itemId)).then(function (item) {
+      if (!item || !item.Path) {
+        return { status: 404, ok: false, json: { message: 'Jellyfin did not give the file path' } };
+      }
+      var form = { Item: { Path: item.Path, Name: item.Name } };
+      return request('POST', '/upscale-trigger', JSON.stringify(form));
+    });
+  }
+
+  function poll(s) {
+    if (session !== s) return;
+    request('GET', '/api/jobs/' + encodeURIComponent(s.job.job_id))
+      .then(function (reply) {
+        if (session !== s) return;
+        if (reply.ok) {
+          var job = reply.json;
+          var position = s.video.currentTime || 0;
+          var ready = Number(job.duration_seconds) || 0;
+          var complete = job.state === 'complete';
+          s.info.readySeconds = ready;
+          if (job.state === 'failed' || job.state === 'cancelled') {
+            return setState(s, 'gave_up', { reason: 'upscaling ' + job.state + (job.error ? ': ' + job.error : '') });
+          }
+          // Not before Jellyfin's own source plays: it would replace ours, and there would be
+          // nothing to go back to.
+          var started = s.video.readyState >= 2 && (s.video.currentSrc || s.video.src);
+          if (started && (complete || ready >= position + CONFIG.safetyMargin)) {
+            return ready_(s, { position: position, readySeconds: ready, complete: complete });
+          }
+        }
+        if (++s.retries >= CONFIG.maxRetries) {
+          return setState(s, 'gave_up', { reason: 'not ready after ' + s.retries + ' checks' });
+        }
+        s.timer = setTimeout(function () {
+          poll(s);
+        }, CONFIG.checkInterval);
+      })
+      .catch(function (error) {
+        if (session !== s) return;
+        if (++s.retries >= CONFIG.maxRetries) {
+          return setState(s, 'gave_up', { reason: 'liveup unreachable: ' + error });
+        }
+        s.timer = setTimeout(function () {
+          poll(s);
+        }, CONFIG.checkInterval);
+      });
+  }
+
+  function ready_(s, facts) {
+    var src = s.video.currentSrc || s.video.src || '';
+    if (src.indexOf('blob:') === 0) {
+      // Jellyfin is playing through its own hls.js: taking the element over would leave that
+      // instance fighting ours, and there would be nothing to fall back to.
+      return setState(s, 'gave_up', Object.assign({ reason: "Jellyfin is transcoding; liveup only takes over direct play" }, facts));
+    }
+    setState(s, 'ready', facts);
+    if (CONFIG.autoSwitch) startSwitch(s);
+    else showPrompt(s);
+  }
+
+  // ---- the prompt ---------------------------------------------------------------------------
+
+  function showPrompt(s) {
+    removePrompt(s);
+    var box = document.createElement('div');
+    box.className = 'liveup-prompt';
+    box.setAttribute('role', 'dialog');
+    box.setAttribute('aria-label', 'Upscaled version ready');
+    box.style.cssText =
+      'position:fixed;right:1.5em;bottom:6em;z-index:100000;max-width:22em;padding:.9em 1em;' +
+      'background:rgba(20,20,20,.92);color:#fff;border-radius:.5em;font:14px/1.4 sans-serif;' +
+      'box-shadow:0 .3em 1.2em rgba(0,0,0,.5)';
+    var text = document.createElement('div');
+    text.textContent = 'An upscaled version of this film is ready. Switch to it?';
+    text.style.marginBottom = '.7em';
+    var accept = document.createElement('button');
+    accept.className = 'liveup-accept';
+    accept.textContent = 'Switch';
+    var decline = document.createElement('button');
+    decline.className = 'liveup-decline';
+    decline.textContent = 'Not now';
+    [accept, decline].forEach(function (button, i) {
+      button.type = 'button';
+      button.style.cssText =
+        'margin-right:.6em;padding:.35em .9em;border:0;border-radius:.3em;cursor:pointer;font:inherit;' +
+        (i === 0 ? 'background:#00a4dc;color:#fff' : 'background:#444;color:#ddd');
+    });
+    accept.addEventListener('click', function () {
+      removePrompt(s);
+      startSwitch(s);
+    });
+    decline.addEventListener('click', function () {
+      removePrompt(s);
+      setState(s, 'declined');
+    });
+    box.appendChild(text);
+    box.appendChild(accept);
+    box.appendChild(decline);
+    document.body.appendChild(box);
+    s.prompt = box;
+    setState(s, 'prompting');
+    if (CONFIG.promptTimeout > 0) {
+      s.timer = setTimeout(function () {
+        if (s.prompt === box) {
+          removePrompt(s);
+          setState(s, 'declined', { reason: 'no answer' });
+        }
+      }, CONFIG.promptTimeout);
+    }
+  }
+
+  function removePrompt(s) {
+    if (s.prompt && s.prompt.parentNode) s.prompt.parentNode.removeChild(s.prompt);
+    s.prompt = null;
+  }
+
+  // ---- switching ----------------------------------------------------------------------------
+
+  function loadHlsJs() {
+    if (window.Hls) return Promise.resolve(window.Hls);
+    if (!hlsLoad) {
+      hlsLoad = new Promise(function (resolve, reject) {
+        var tag = document.createElement('script');
+        tag.src = CONFIG.hlsJsUrl;
+        tag.onload = function () {
+          if (window.Hls) resolve(window.Hls);
+          else reject(new Error('hls.js did not define Hls'));
+        };
+        tag.onerror = function () {
+          hlsLoad = null;
+          reject(new Error('cannot load ' + CONFIG.hlsJsUrl));
+        };
+        document.head.appendChild(tag);
+      });
+    }
+    return hlsLoad;
+  }
+
+  function streamUrl(s) {
+    if (CONFIG.playlist === 'index') {
+      return CONFIG.liveupUrl + '/hls/' + encodeURIComponent(s.job.job_id) + '/index.m3u8';
+    }
+    return s.job.hls_url;
+  }
+
+  function startSwitch(s) {
+    if (session !== s || s.switching || s.state === 'switched') return;
+    var video = s.video;
+    s.original = { src: video.currentSrc || video.src || '' };
+    s.switching = true;
+    var position = video.currentTime;
+    var wasPaused = video.paused;
+    setState(s, 'switching', { position: position, wasPaused: wasPaused });
+    var url = streamUrl(s);
+    var useHlsJs = !!(window.MediaSource || window.ManagedMediaSource);
+    var attach = useHlsJs
+      ? loadHlsJs().then(function (Hls) {
+          if (!Hls.isSupported()) throw new Error('hls.js is not supported here');
+          return attachHlsJs(s, Hls, url, position);
+        })
+      : video.canPlayType('application/vnd.apple.mpegurl')
+        ? Promise.resolve(attachNative(s, url))
+        : Promise.reject(new Error('this browser plays no HLS'));
+    attach
+      .then(function () {
+        return resumeAt(s, position, wasPaused);
+      })
+      .then(function () {
+        if (session !== s || s.state === 'fallback') return;
+        s.switching = false;
+        watchStalls(s);
+        setState(s, 'switched', {
+          position: position,
+          resumedAt: video.currentTime,
+          videoWidth: video.videoWidth,
+          videoHeight: video.videoHeight,
+          engine: s.hls ? 'hls.js' : 'native',
+        });
+      })
+      .catch(function (error) {
+        fallback(s, String((error && error.message) || error));
+      });
+  }
+
+  function attachHlsJs(s, Hls, url, position) {
+    return new Promise(function (resolve, reject) {
+      var hls = new Hls(
+        Object.assign({ autoStartLoad: false, startPosition: position }, CONFIG.hlsConfig)
+      );
+      s.hls = hls;
+      hls.on(Hls.Events.MANIFEST_PARSED, function () {
+        log('manifest parsed; loading from', position);
+        hls.startLoad(position);
+        resolve();
+      });
+      hls.on(Hls.Events.ERROR, function (event, data) {
+        log('hls.js error', data && data.type, data && data.details, data && data.fatal ? 'fatal' : '');
+        if (!data || !data.fatal) return;
+        var reason = data.type + ': ' + data.details;
+        reject(new Error(reason));
+        fallback(s, reason);
+      });
+      hls.loadSource(url);
+      hls.attachMedia(s.video);
+    });
+  }
+
+  function attachNative(s, url) {
+    s.onNativeError = function () {
+      var error = s.video.error;
+      fallback(s, 'media error ' + (error ? error.code : '?'));
+    };
+    s.video.addEventListener('error', s.onNativeError);
+    s.video.src = url;
+  }
+
+  // Waits for the new source to have a picture, puts it at `position`, restores play/pause.
+  function resumeAt(s, position, wasPaused) {
+    var video = s.video;
+    return new Promise(function (resolve, reject) {
+      log('waiting for a picture at', position, 'within', CONFIG.startTimeout, 'ms');
+      var timeout = setTimeout(function () {
+        log('no picture in time');
+        cleanup();
+        reject(new Error('the upscaled stream did not start in time'));
+      }, CONFIG.startTimeout);
+      function cleanup() {
+        clearTimeout(timeout);
+        video.removeEventListener('canplay', onCanPlay);
+        video.removeEventListener('seeked', onCanPlay);
+      }
+      function onCanPlay(event) {
+        log('resume', event && event.type, video.readyState, video.currentTime, video.currentSrc);
+        if (session !== s || s.state === 'fallback') {
+          cleanup();
+          return resolve();
+        }
+        if (Math.abs(video.currentTime - position) > 0.25) {
+          if (!video.seeking) video.currentTime = position;
+          return;
+        }
+        if (video.readyState < 3) return;
+        cleanup();
+        if (wasPaused) {
+          video.pause();
+          return resolve();
+        }
+        var played = video.play();
+        if (played && played.then) played.then(resolve, resolve);
+        else resolve();
+      }
+      video.addEventListener('canplay', onCanPlay);
+      video.addEventListener('seeked', onCanPlay);
+      if (video.readyState >= 3) onCanPlay();
+    });
+  }
+
+  // A stream that stops delivering (segments that never come) is no fatal error to hls.js: it
+  // waits. The viewer should not.
+  function watchStalls(s) {
+    var video = s.video;
+    var last = video.currentTime;
+    var since = Date.now();
+    s.stallTimer = setInterval(function () {
+      if (session !== s || s.state !== 'switched') return clearInterval(s.stallTimer);
+      if (video.paused || video.ended || video.currentTime !== last) {
+        last = video.currentTime;
+        since = Date.now();
+      } else if (Date.now() - since > CONFIG.stallTimeout) {
+        clearInterval(s.stallTimer);
+        fallback(s, 'the upscaled stream stalled at ' + last.toFixed(1) + ' s');
+      }
+    }, 500);
+  }
+
+  // Back to the original source at the current position, in the same play/pause state.
+  function fallback(s, reason) {
+    if (session !== s || s.state === 'fallback') return;
+    var video = s.video;
+    var position = s.state === 'switching' ? s.info.position : video.currentTime;
+    var wasPaused = s.state === 'switching' ? s.info.wasPaused : video.paused;
+    s.switching = true;
+    setState(s, 'fallback', { reason: reason, position: position });
+    if (s.hls) {
+      try {
+        s.hls.destroy();
+      } catch (e) {
+        /* already gone */
+      }
+      s.hls = null;
+    }
+    if (s.onNativeError) video.removeEventListener('error', s.onNativeError);
+    if (!s.original || !s.original.src) {
+      return setState(s, 'failed', { reason: reason + '; no original source to go back to' });
+    }
+    video.src = s.original.src;
+    video.addEventListener(
+      'loadedmetadata',
+      function () {
+        video.currentTime = position;
+        s.switching = false;
+        if (!wasPaused) {
+          var played = video.play();
+          if (played && played.catch) played.catch(function () {});
+        }
+        setState(s, 'fallback', { restoredAt: position });
+      },
+      { once: true }
+    );
+  }
+})();

@@ -1,0 +1,397 @@
+// Browser tests of hls-streaming.js: Debian's chromium (headless, driven by playwright-core) opens
+// a page that imitates Jellyfin's player, served here from another origin than liveup's, and the
+// real liveup daemon (started by tests/browser.rs) upscales the film it plays.
+//
+// Environment (set by tests/browser.rs):
+//   LIVEUP_URL        the daemon, e.g. http://127.0.0.1:40123
+//   LIVEUP_ITEMS      JSON {"<jellyfin item id>": "<path of the original film>", …}
+//   LIVEUP_ITEM_LIVE  an item whose job is already upscaling (a few seconds ready)
+//   LIVEUP_ITEM_FRESH an item liveup has not seen (for the give-up test)
+//   LIVEUP_WIDTHS     JSON {"original": 96, "upscaled": 192}
+//   LIVEUP_TEST_OUT   folder for screenshots, results.json and the browser's console
+//   CHROMIUM          the browser (default /usr/bin/chromium)
+// Prints one line per test and "N passed, N failed"; exits 1 when any failed.
+
+import { createServer } from 'node:http';
+import { createReadStream, mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set (tests/browser.rs sets it)`);
+  return value;
+};
+const LIVEUP = env('LIVEUP_URL').replace(/\/+$/, '');
+const ITEMS = JSON.parse(env('LIVEUP_ITEMS'));
+const LIVE = env('LIVEUP_ITEM_LIVE');
+const FRESH = env('LIVEUP_ITEM_FRESH');
+const WIDTHS = JSON.parse(env('LIVEUP_WIDTHS'));
+const OUT = env('LIVEUP_TEST_OUT');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ONLY = process.env.LIVEUP_TEST_ONLY || '';
+mkdirSync(OUT, { recursive: true });
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- the stand-in for Jellyfin's web client ---------------------------------------------------
+
+const page = (item, config, start) => `<!doctype html>
+<html><head><meta charset="utf-8"><title>Jellyfin (stand-in)</title>
+<style>
+  body { margin: 0; background: #101010; color: #ddd; font: 14px sans-serif; }
+  .videoPlayerContainer { position: relative; width: 640px; height: 360px; background: #000; }
+  video.htmlvideoplayer { width: 100%; height: 100%; object-fit: contain; }
+  .videoOsdBottom { padding: .5em 1em; display: flex; gap: 2em; }
+</style>
+<script>window.LIVEUP_CONFIG = ${JSON.stringify(config)};</script>
+<script src="${LIVEUP}/plugin/hls-streaming.js"></script>
+</head><body>
+<div id="reactRoot"><div class="mainAnimatedPages skinBody">
+  <div id="videoOsdPage" class="page libraryPage" data-type="video-osd">
+    <div class="videoPlayerContainer">
+      <video class="htmlvideoplayer moveUpSubtitles" preload="metadata" playsinline muted></video>
+    </div>
+    <div class="videoOsdBottom"><span class="osdPositionText">0:00</span><span class="source"></span>
+      <span class="state"></span></div>
+  </div>
+</div></div>
+<script>
+  // What the test reads: every liveup state with the player's own numbers at that moment.
+  window.__states = [];
+  const video = document.querySelector('video.htmlvideoplayer');
+  window.addEventListener('liveup:state', (event) => {
+    window.__states.push(Object.assign({}, event.detail, {
+      at: performance.now(), currentTime: video.currentTime, paused: video.paused, readyState: video.readyState,
+      src: video.currentSrc, videoWidth: video.videoWidth,
+    }));
+    document.querySelector('.state').textContent = 'liveup: ' + event.detail.state;
+  });
+  video.addEventListener('timeupdate', () => {
+    document.querySelector('.osdPositionText').textContent = video.currentTime.toFixed(2) + ' s';
+    document.querySelector('.source').textContent =
+      (video.currentSrc.startsWith('blob:') ? 'upscaled ' : 'original ') + video.videoWidth + '×' + video.videoHeight;
+  });
+  // As Jellyfin does: ask for PlaybackInfo, open the player route, direct-play the file.
+  async function play(itemId) {
+    const info = await (await fetch('/Items/' + itemId + '/PlaybackInfo?UserId=u1&StartTimeTicks=0&IsPlayback=true', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ DeviceProfile: {} }),
+    })).json();
+    location.hash = '#/video?id=' + itemId;
+    const source = info.MediaSources[0];
+    video.src = '/Videos/' + itemId + '/stream.mp4?Static=true&mediaSourceId=' + source.Id + '&PlaySessionId=' + info.PlaySessionId;
+    // Resuming where the viewer left off, as Jellyfin does.
+    if (${start}) video.currentTime = ${start};
+    await video.play();
+  }
+  play(${JSON.stringify(item)}).catch((e) => { window.__playError = String(e); });
+</script></body></html>`;
+
+function serveFile(request, response, path) {
+  const size = statSync(path).size;
+  const range = /bytes=(\d*)-(\d*)/.exec(request.headers.range || '');
+  const headers = { 'Content-Type': 'video/mp4', 'Accept-Ranges': 'bytes' };
+  if (range) {
+    const start = range[1] ? Number(range[1]) : size - Number(range[2]);
+    const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+    response.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${size}`, 'Content-Length': end - start + 1 });
+    createReadStream(path, { start, end }).pipe(response);
+  } else {
+    response.writeHead(200, { ...headers, 'Content-Length': size });
+    createReadStream(path).pipe(response);
+  }
+}
+
+const jellyfin = createServer((request, response) => {
+  const url = new URL(request.url, 'http://stand-in');
+  let match;
+  if (url.pathname === '/web/index.html') {
+    const item = url.searchParams.get('item');
+    const config = JSON.parse(url.searchParams.get('config') || '{}');
+    response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    return response.end(page(item, config, Number(url.searchParams.get('start') || 0)));
+  }
+  if ((match = /^\/Items\/([0-9a-f]{32})\/PlaybackInfo$/.exec(url.pathname)) && ITEMS[match[1]]) {
+    response.writeHead(200, { 'Content-Type': 'application/json' });
+    return response.end(JSON.stringify({
+      MediaSources: [{ Id: match[1], Protocol: 'File', SupportsDirectPlay: true, Container: 'mp4' }],
+      PlaySessionId: 'play-' + match[1].slice(0, 6),
+    }));
+  }
+  if ((match = /^\/Videos\/([0-9a-f]{32})\/stream\.mp4$/.exec(url.pathname)) && ITEMS[match[1]]) {
+    return serveFile(request, response, ITEMS[match[1]]);
+  }
+  response.writeHead(404);
+  response.end();
+});
+await new Promise((resolve) => jellyfin.listen(0, '127.0.0.1', resolve));
+const JELLYFIN = `http://127.0.0.1:${jellyfin.address().port}`;
+
+// ---- the browser ----------------------------------------------------------------------------
+
+const profile = mkdtempSync(join(tmpdir(), 'liveup-chromium-'));
+// No network here: without these chromium keeps trying to reach Google's services.
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: { width: 800, height: 480 },
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+const consoleLog = [];
+
+const states = (tab) => tab.evaluate(() => window.__states);
+const player = (tab) => tab.evaluate(() => {
+  const v = document.querySelector('video.htmlvideoplayer');
+  return { currentTime: v.currentTime, paused: v.paused, src: v.currentSrc, videoWidth: v.videoWidth,
+    videoHeight: v.videoHeight, readyState: v.readyState, ended: v.ended };
+});
+
+async function waitForState(tab, wanted, timeout = 30000, test = (s) => true) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    const all = await states(tab);
+    const found = all.find((s) => s.state === wanted && test(s));
+    if (found) return found;
+    const last = all[all.length - 1];
+    if (Date.now() > until) {
+      throw new Error(`no "${wanted}" state within ${timeout} ms; states: ${all.map((s) => s.state).join(' → ')}` +
+        (last ? ` (last: ${JSON.stringify(last)})` : ''));
+    }
+    await sleep(100);
+  }
+}
+
+async function waitFor(what, timeout, check) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function expect(condition, message, facts) {
+  if (!condition) throw new Error(message + (facts === undefined ? '' : ': ' + JSON.stringify(facts)));
+}
+
+// Playback goes on: the position moves by about the wall-clock time.
+async function expectAdvancing(tab, seconds = 1.5) {
+  const before = await player(tab);
+  await sleep(seconds * 1000);
+  const after = await player(tab);
+  const moved = after.currentTime - before.currentTime;
+  expect(!after.paused && moved >= seconds * 0.6, `playback did not keep advancing (${moved.toFixed(2)} s in ${seconds} s)`, { before, after });
+  return moved;
+}
+
+// ---- the tests --------------------------------------------------------------------------------
+
+const tests = [];
+// options: `config`, the page's LIVEUP_CONFIG; `start`, where the page resumes the film (s);
+// `prepare(tab)`, run before the page loads; `item`, what the page plays (the live film by
+// default); `url()`, a page of liveup's own instead of the player.
+const test = (name, body, options = {}) => tests.push({ name, body, ...options });
+
+test('auto_switch_keeps_position_and_keeps_playing', async (tab) => {
+  const ready = await waitForState(tab, 'ready');
+  expect(ready.complete || ready.readySeconds >= ready.position + 2, 'switched before the stream covered the position', ready);
+  const switching = await waitForState(tab, 'switching');
+  expect(switching.src && !switching.src.startsWith('blob:'), 'was not playing the original', switching);
+  expect(switching.videoWidth === WIDTHS.original, 'the original is not the original size', switching);
+  expect(!switching.paused && switching.currentTime >= 1.5, 'the original was not playing from where it resumed', switching);
+  const switched = await waitForState(tab, 'switched');
+  const jump = Math.abs(switched.currentTime - switching.currentTime);
+  expect(jump < 0.5, `currentTime jumped by ${jump.toFixed(3)} s`, { switching, switched });
+  expect(switched.src.startsWith('blob:'), 'the player is not on the upscaled stream', switched);
+  expect(!switched.paused, 'the player paused', switched);
+  const moved = await expectAdvancing(tab);
+  const now = await player(tab);
+  expect(now.videoWidth === WIDTHS.upscaled, `videoWidth ${now.videoWidth}, not ${WIDTHS.upscaled}`, now);
+  return { position: switching.currentTime, resumedAt: switched.currentTime, jump, moved, readySeconds: ready.readySeconds, videoWidth: now.videoWidth };
+  // The token makes every call to liveup carry a custom header, so a CORS preflight each time.
+}, { start: 1.5, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400, token: 'preflight-please' } });
+
+test('prompt_accept_switches_and_keeps_pause', async (tab) => {
+  await tab.waitForSelector('.liveup-prompt', { timeout: 30000 });
+  await tab.evaluate(() => document.querySelector('video.htmlvideoplayer').pause());
+  await sleep(300);
+  const before = await player(tab);
+  expect(before.paused && before.videoWidth === WIDTHS.original, 'not paused on the original', before);
+  await tab.screenshot({ path: join(OUT, 'prompt_accept_switches_and_keeps_pause.prompt.png') });
+  await tab.click('.liveup-accept');
+  const switched = await waitForState(tab, 'switched');
+  const after = await player(tab);
+  const jump = Math.abs(after.currentTime - before.currentTime);
+  expect(after.paused, 'the pause was not kept', after);
+  expect(jump < 0.5, `currentTime jumped by ${jump.toFixed(3)} s`, { before, after });
+  expect(after.videoWidth === WIDTHS.upscaled && after.src.startsWith('blob:'), 'not on the upscaled stream', after);
+  expect(!(await tab.$('.liveup-prompt')), 'the prompt stayed up');
+  await tab.evaluate(() => document.querySelector('video.htmlvideoplayer').play());
+  const moved = await expectAdvancing(tab);
+  return { position: before.currentTime, resumedAt: after.currentTime, jump, moved, engine: switched.engine };
+}, { start: 0.5, config: { autoSwitch: false, safetyMargin: 2, maxRetries: 400, playlist: 'stream' } });
+
+test('prompt_decline_stays_on_the_original', async (tab) => {
+  await tab.waitForSelector('.liveup-prompt', { timeout: 30000 });
+  await tab.click('.liveup-decline');
+  await waitForState(tab, 'declined');
+  await sleep(1500); // six checks' worth: nothing may come back
+  const all = await states(tab);
+  expect(!all.some((s) => s.state === 'switching'), 'switched anyway', all.map((s) => s.state));
+  expect(!(await tab.$('.liveup-prompt')), 'the prompt came back');
+  const now = await player(tab);
+  expect(!now.src.startsWith('blob:') && now.videoWidth === WIDTHS.original, 'left the original', now);
+  const moved = await expectAdvancing(tab);
+  return { moved, states: all.map((s) => s.state) };
+}, { config: { autoSwitch: false, safetyMargin: 2, maxRetries: 400 } });
+
+test('broken_stream_falls_back_to_the_original', async (tab) => {
+  const switching = await waitForState(tab, 'switching');
+  const restored = await waitForState(tab, 'fallback', 30000, (s) => s.restoredAt !== undefined);
+  const now = await waitFor('the original to play again', 15000, async () => {
+    const p = await player(tab);
+    return !p.paused && p.readyState >= 2 && p.currentTime > 0 ? p : null;
+  });
+  expect(now.src === switching.src, 'the original source was not restored', { now, switching });
+  const jump = Math.abs(now.currentTime - switching.currentTime);
+  expect(jump < 0.5, `currentTime jumped by ${jump.toFixed(3)} s`, { switching, now });
+  expect(now.videoWidth === WIDTHS.original, 'not the original size', now);
+  const moved = await expectAdvancing(tab);
+  const failure = (await states(tab)).find((s) => s.state === 'fallback');
+  return { reason: failure.reason, position: switching.currentTime, restoredAt: restored.restoredAt, jump, moved };
+}, {
+  start: 1,
+  config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 },
+  // Every upscaled segment arrives corrupt: hls.js cannot parse it, a fatal error.
+  prepare: (tab) => tab.route('**/hls/**/*.ts', (route) =>
+    route.fulfill({ status: 200, contentType: 'video/mp2t', body: Buffer.alloc(188 * 40, 0x47) })),
+});
+
+test('missing_segments_fall_back_after_start_timeout', async (tab) => {
+  const switching = await waitForState(tab, 'switching');
+  const failure = await waitForState(tab, 'fallback', 20000);
+  expect(/did not start in time/.test(failure.reason), 'fell back for another reason', failure);
+  const now = await waitFor('the original to play again', 15000, async () => {
+    const p = await player(tab);
+    return !p.paused && p.readyState >= 2 && p.currentTime > 0 ? p : null;
+  });
+  expect(now.src === switching.src, 'the original source was not restored', { now, switching });
+  const jump = Math.abs(now.currentTime - switching.currentTime);
+  expect(jump < 0.5, `currentTime jumped by ${jump.toFixed(3)} s`, { switching, now });
+  await expectAdvancing(tab, 1);
+  return { reason: failure.reason, jump };
+}, {
+  start: 1,
+  config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400, startTimeout: 3000 },
+  // No segment ever comes (404 is not retried by hls.js, and not fatal with one level either).
+  prepare: (tab) => tab.route('**/hls/**/*.ts', (route) => route.fulfill({ status: 404, body: 'gone' })),
+});
+
+test('gives_up_after_max_retries_without_coverage', async (tab) => {
+  const gaveUp = await waitForState(tab, 'gave_up', 30000);
+  const all = await states(tab);
+  expect(!all.some((s) => s.state === 'switching' || s.state === 'prompting'), 'offered a stream that did not cover the position', all);
+  expect(/not ready after 6 checks/.test(gaveUp.reason), 'gave up for another reason', gaveUp);
+  const now = await player(tab);
+  expect(!now.src.startsWith('blob:'), 'left the original', now);
+  await expectAdvancing(tab, 1);
+  return { reason: gaveUp.reason };
+}, { item: FRESH, config: { autoSwitch: true, safetyMargin: 100000, maxRetries: 6, checkInterval: 200 } });
+
+test('status_page_lists_jobs_plays_them_and_shows_before_after', async (tab) => {
+  const card = `.job[data-job-id="${tab.__jobId}"]`;
+  await tab.waitForSelector(card, { timeout: 20000 });
+  const preview = await waitFor('the before/after picture', 30000, () =>
+    tab.evaluate((card) => {
+      const img = document.querySelector(card + ' img.preview');
+      return img && img.complete && img.naturalWidth ? { width: img.naturalWidth, height: img.naturalHeight } : null;
+    }, card));
+  expect(preview.width > 2 * WIDTHS.upscaled && preview.height > 0, 'the picture is not two upscaled frames wide', preview);
+  const info = await tab.evaluate((card) => {
+    const c = document.querySelector(card);
+    return { state: c.querySelector('.state').textContent, bar: c.querySelector('.bar > span').style.width,
+      progress: Number(c.dataset.progress), jobs: document.querySelectorAll('.job').length };
+  }, card);
+  expect(/running|complete/.test(info.state) && info.progress > 0 && parseFloat(info.bar) > 0, 'no state or progress', info);
+  await tab.click(`${card} button.play`);
+  const played = await waitFor('the job to play in the page', 30000, () =>
+    tab.evaluate((card) => {
+      const v = document.querySelector(card + ' video');
+      return v && v.currentTime > 0.5 && v.videoWidth ? { videoWidth: v.videoWidth, currentTime: v.currentTime } : null;
+    }, card));
+  expect(played.videoWidth === WIDTHS.upscaled, 'the page plays something else', played);
+  return { ...info, preview, played };
+}, { url: async () => `${LIVEUP}/` });
+
+// ---- running them -----------------------------------------------------------------------------
+
+const liveJob = await (await fetch(`${LIVEUP}/upscale-trigger`, {
+  method: 'POST', body: JSON.stringify({ NotificationType: 'PlaybackStart', ItemId: LIVE }),
+})).json();
+
+const results = [];
+for (const { name, body, config, prepare, item, url, start } of tests) {
+  if (ONLY && !name.includes(ONLY)) continue;
+  const started = Date.now();
+  let tab = null;
+  const result = { name, ok: false, screenshot: join(OUT, `${name}.png`) };
+  try {
+    if (url) {
+      tab = await browser.newPage();
+      tab.on('console', (message) => consoleLog.push(`[${name}] [${message.type()}] ${message.text()} ${message.type() === 'error' ? message.location().url : ''}`));
+      tab.__jobId = liveJob.job_id;
+      await tab.goto(await url());
+    } else {
+      tab = await browser.newPage();
+      tab.on('console', (message) => consoleLog.push(`[${name}] [${message.type()}] ${message.text()} ${message.type() === 'error' ? message.location().url : ''}`));
+      tab.on('pageerror', (error) => consoleLog.push(`[pageerror] ${error.message}`));
+      if (prepare) await prepare(tab);
+      const query = new URLSearchParams({
+        item: item || LIVE,
+        start: String(start || 0),
+        config: JSON.stringify({ debug: true, checkInterval: 250, ...config }),
+      });
+      await tab.goto(`${JELLYFIN}/web/index.html?${query}`);
+    }
+    result.details = await body(tab);
+    result.ok = true;
+  } catch (error) {
+    result.error = String((error && error.stack) || error);
+    if (tab) {
+      try {
+        result.states = await states(tab);
+        result.player = await player(tab);
+      } catch (e) {
+        /* the page is gone */
+      }
+    }
+  }
+  if (tab) {
+    try {
+      await tab.screenshot({ path: result.screenshot });
+    } catch (e) {
+      result.screenshot = null;
+    }
+    await tab.close();
+  }
+  result.seconds = (Date.now() - started) / 1000;
+  results.push(result);
+  writeFileSync(join(OUT, 'console.log'), consoleLog.join('\n') + '\n');
+  console.log(`${result.ok ? 'ok  ' : 'FAIL'} ${name} (${result.seconds.toFixed(1)} s)` +
+    (result.ok ? ' ' + JSON.stringify(result.details) : '\n' + result.error));
+}
+
+await browser.close();
+jellyfin.close();
+rmSync(profile, { recursive: true, force: true });
+writeFileSync(join(OUT, 'results.json'), JSON.stringify({ liveup: LIVEUP, jellyfin: JELLYFIN, results }, null, 2));
+writeFileSync(join(OUT, 'console.log'), consoleLog.join('\n') + '\n');
+const failed = results.filter((r) => !r.ok).length;
+console.log(`${results.length - failed} passed, ${failed} failed`);
+process.exit(failed || results.length === 0 ? 1 : 0);

@@ -1,0 +1,249 @@
+//! The browser script in a real browser: a real `liveup serve` upscales a real clip, a stub
+//! answers the daemon's Jellyfin look-ups, and `plugin-js/tests/run.mjs` drives Debian's chromium
+//! (headless, through playwright-core) on a page that imitates Jellyfin's player, from another
+//! origin than liveup's. What each browser test asserts is written beside it in run.mjs; this
+//! test checks they all ran and passed, that each left a screenshot, and that the status page's
+//! before/after picture pairs the same moment of the film.
+//!
+//! Needs `scripts/setup` (chromium, node, `npm ci --prefix plugin-js`). Screenshots, the
+//! browser's console and results.json land in `<target>/tmp/browser/`.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{request, Daemon, JellyfinStub, Layout};
+use common::Clip;
+
+/// Jellyfin item ids (32 hex digits, as Jellyfin writes them).
+const LIVE: &str = "5e1f0c2a9b8d4e7f8a6b3c2d1e0f9a8b";
+const FRESH: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+const ORIGINAL: (u32, u32) = (96, 54);
+/// The default model doubles each side.
+const UPSCALED: (u32, u32) = (192, 108);
+const NODE_LIMIT: Duration = Duration::from_secs(150);
+const TESTS: [&str; 7] = [
+    "auto_switch_keeps_position_and_keeps_playing",
+    "prompt_accept_switches_and_keeps_pause",
+    "prompt_decline_stays_on_the_original",
+    "broken_stream_falls_back_to_the_original",
+    "missing_segments_fall_back_after_start_timeout",
+    "gives_up_after_max_retries_without_coverage",
+    "status_page_lists_jobs_plays_them_and_shows_before_after",
+];
+
+fn film(layout: &Layout, name: &str, seconds: f64, photo: bool) -> PathBuf {
+    Clip {
+        width: ORIGINAL.0,
+        height: ORIGINAL.1,
+        seconds,
+        photo,
+        // Clip puts its filter after the tone's input: the panned photo goes without sound.
+        audio: !photo,
+        extra: &[
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+        ..Clip::default()
+    }
+    .make(&layout.media.join(name))
+}
+
+fn prerequisites(plugin: &Path) -> PathBuf {
+    let chromium =
+        std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
+    assert!(
+        chromium.is_file(),
+        "{} is missing: run scripts/setup (Debian's chromium)",
+        chromium.display()
+    );
+    for package in ["playwright-core/package.json", "hls.js/dist/hls.min.js"] {
+        assert!(
+            plugin.join("node_modules").join(package).is_file(),
+            "plugin-js/node_modules/{package} is missing: run scripts/setup (npm ci --prefix plugin-js)"
+        );
+    }
+    chromium
+}
+
+#[test]
+fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
+    if std::env::var_os("LIVEUP_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("browser tests skipped: LIVEUP_SKIP_BROWSER_TESTS is set");
+        return;
+    }
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin-js");
+    let chromium = prerequisites(&plugin);
+
+    let layout = Layout::new();
+    let live = film(&layout, "Live Film (2024).mp4", 20.0, true);
+    let fresh = film(&layout, "Fresh Film (2025).mp4", 6.0, false);
+    let jellyfin = JellyfinStub::start(
+        vec![
+            (LIVE.into(), live.clone(), "Movie"),
+            (FRESH.into(), fresh.clone(), "Movie"),
+        ],
+        "browser-key",
+    );
+    let config = layout.config(&format!(
+        "jellyfin_url = \"{}\"\njellyfin_api_key = \"browser-key\"",
+        jellyfin.url
+    ));
+    let daemon = Daemon::start(&config);
+
+    // The viewer joins a film that is being upscaled: a few seconds are ready when the page opens.
+    let job_id = daemon.trigger_path(&live)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    daemon.wait_job(&job_id, Duration::from_secs(120), |job| {
+        job["duration_seconds"].as_f64().unwrap_or(0.0) >= 4.0
+            || !job["state"]
+                .as_str()
+                .is_some_and(|s| s == "running" || s == "queued")
+    });
+
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let items = serde_json::json!({ LIVE: live, FRESH: fresh });
+    let widths = serde_json::json!({ "original": ORIGINAL.0, "upscaled": UPSCALED.0 });
+    let started = Instant::now();
+    let mut node = Command::new("node")
+        .arg(plugin.join("tests/run.mjs"))
+        .current_dir(&plugin)
+        .env("LIVEUP_URL", &daemon.url)
+        .env("LIVEUP_ITEMS", items.to_string())
+        .env("LIVEUP_ITEM_LIVE", LIVE)
+        .env("LIVEUP_ITEM_FRESH", FRESH)
+        .env("LIVEUP_WIDTHS", widths.to_string())
+        .env("LIVEUP_TEST_OUT", &out)
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/setup installs it)");
+    let mut stdout = node.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let mut stderr = node.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > NODE_LIMIT {
+            let _ = node.kill();
+            let _ = node.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = format!("{}{}", reader.join().unwrap(), err_reader.join().unwrap());
+    println!("{output}");
+    println!(
+        "browser tests took {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    let status =
+        status.unwrap_or_else(|| panic!("the browser tests ran past {NODE_LIMIT:?}\n{output}"));
+    let daemon_log = daemon.log();
+    let tail = &daemon_log[daemon_log.len().saturating_sub(3000)..];
+    assert!(
+        status.success(),
+        "browser tests failed ({status}):\n{output}\ndaemon log (end):\n{tail}"
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    for name in TESTS {
+        let result = results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} did not run:\n{output}"));
+        assert_eq!(result["ok"], true, "{name}: {result}");
+        let screenshot = std::fs::read(result["screenshot"].as_str().unwrap()).unwrap();
+        assert!(screenshot.starts_with(b"\x89PNG"), "{name}: no screenshot");
+    }
+
+    assert_preview_pairs_the_same_moment(&daemon, &job_id, &live);
+}
+
+/// The status page's picture: the source frame (left) and the upscaled frame (right) of the same
+/// moment; the right half is closer to the source at that moment than a frame before or after.
+fn assert_preview_pairs_the_same_moment(daemon: &Daemon, job_id: &str, source: &Path) {
+    let reply = request(
+        "GET",
+        &format!("{}/api/jobs/{job_id}/preview.png", daemon.url),
+        &[],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("image/png"));
+    let picture = image::load_from_memory(&reply.bytes).unwrap().to_rgb8();
+    let (width, height) = UPSCALED;
+    assert_eq!(picture.dimensions(), (width * 2 + 8, height));
+    let left = image::imageops::crop_imm(&picture, 0, 0, width, height).to_image();
+    let right = image::imageops::crop_imm(&picture, width + 8, 0, width, height).to_image();
+    // Segments last 1 s here: the frame half a second into the first one.
+    let at = |t: f64| {
+        let mut command = Command::new("ffmpeg");
+        command
+            .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
+            .arg(source)
+            .args(["-frames:v", "1", "-vf"])
+            .arg(format!("scale={width}:{height}:flags=bicubic,setsar=1"))
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]);
+        image::RgbImage::from_raw(width, height, common::run_ok(command)).unwrap()
+    };
+    let same = at(0.5);
+    assert!(
+        psnr(&left, &same) > 50.0,
+        "the left half is not the source frame"
+    );
+    let here = psnr(&right, &same);
+    for other in [0.3, 0.7] {
+        let there = psnr(&right, &at(other));
+        assert!(
+            here > there,
+            "the upscaled frame matches the source at {other} s ({there:.2} dB) better than at 0.5 s ({here:.2} dB)"
+        );
+    }
+    assert!(
+        here > 20.0,
+        "the upscaled frame is far from the source ({here:.2} dB)"
+    );
+}
+
+fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    let squared: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    let mse = squared / a.as_raw().len() as f64;
+    if mse == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0 * 255.0 / mse).log10()
+}
