@@ -1,5 +1,9 @@
 //! The `liveup` subcommands: flags in, a validated request out, then the library does the work.
 
+mod audit;
+mod cleanup;
+mod job_folder;
+mod monitor;
 mod serve;
 mod upscale;
 
@@ -29,6 +33,92 @@ pub enum Command {
     Upscale(UpscaleArgs),
     /// Run the daemon: Jellyfin webhooks in, live HLS out.
     Serve(ServeArgs),
+    /// Show a job's progress live: segments, duration, progress, rate, ETA, state.
+    Monitor(MonitorArgs),
+    /// Delete the HLS folders of completed jobs (final file present) and of abandoned ones.
+    Cleanup(CleanupArgs),
+    /// Say whether this machine streams live: time an output file, or benchmark the models.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// A job id (a folder of hls_root) or any HLS folder; default: the running or newest job.
+    pub target: Option<String>,
+    /// The source film, to know its length (ffprobe) when the job does not say.
+    #[arg(long)]
+    pub input_file: Option<PathBuf>,
+    /// Ask this daemon (e.g. http://127.0.0.1:8765) instead of reading the folder.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Print one reading and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// One JSON object per reading, with the keys of /hls-status.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between readings.
+    #[arg(long, default_value_t = 2.0)]
+    pub interval: f64,
+    /// The configuration file `serve` reads (for hls_root and token).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Abandoned folders (failed, cancelled, stopped, no job) unchanged for this many hours go.
+    #[arg(long, default_value_t = cleanup::DEFAULT_MAX_AGE_HOURS)]
+    pub max_age: f64,
+    /// Only completed jobs whose final file exists; keep every abandoned folder.
+    #[arg(long)]
+    pub completed_only: bool,
+    /// The report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The configuration file `serve` reads (for hls_root and output_root).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Time a finished output file, or a growing one (FILE.partial while it is written).
+    #[arg(long, conflicts_with = "bench")]
+    pub output: Option<PathBuf>,
+    /// Seconds to watch a growing file for its sampled rate (0: do not sample).
+    #[arg(long, default_value_t = 10.0)]
+    pub sample_seconds: f64,
+    /// Measure this machine: each model alone, the pipeline, and what streams live.
+    #[arg(long)]
+    pub bench: bool,
+    /// Models to bench, comma-separated (default: every model).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Input heights to bench, comma-separated (16:9 frames).
+    #[arg(long, value_delimiter = ',', default_value = "360,480,720,1080")]
+    pub resolutions: Vec<u32>,
+    /// Roughly how long the bench may take; sizes that would not fit are extrapolated.
+    #[arg(long, default_value_t = 90.0)]
+    pub budget_seconds: f64,
+    /// Timed runs per measurement (the median is kept), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// The film frame rate that real time means.
+    #[arg(long, default_value_t = 24.0)]
+    pub film_fps: f64,
+    /// Height of the generated clip the pipeline is timed on.
+    #[arg(long, default_value_t = 180)]
+    pub clip_height: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The configuration file `serve` reads (model, device, ONNX Runtime, models_dir).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +165,9 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Upscale(args) => upscale::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Monitor(args) => monitor::run(args),
+        Command::Cleanup(args) => cleanup::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
 
