@@ -141,10 +141,6 @@ impl JobManager {
         })
     }
 
-    pub fn settings(&self) -> &ManagerSettings {
-        &self.settings
-    }
-
     /// Loads every job from disk; the ones that were queued or running are queued again and will
     /// continue from the segments they have. Returns how many were picked up.
     pub fn recover(self: &Arc<Self>) -> usize {

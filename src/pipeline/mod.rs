@@ -386,12 +386,13 @@ fn prepare_hls_dir(spec: &PipelineSpec) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// `segment_00042.ts` → 42.
+/// `segment_00042.ts` → 42 (digits only, at least one).
 pub fn segment_index(name: &str) -> Option<u32> {
-    name.strip_prefix("segment_")?
-        .strip_suffix(".ts")?
-        .parse()
-        .ok()
+    let digits = name.strip_prefix("segment_")?.strip_suffix(".ts")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 pub fn segment_name(index: u32) -> String {

@@ -114,15 +114,6 @@ pub fn file_kind(file: &str) -> Option<FileKind> {
     }
 }
 
-/// The index of a segment named `segment_NNNNN.ts` (any number of digits, at least one).
-pub fn segment_index(file: &str) -> Option<u64> {
-    let digits = file.strip_prefix("segment_")?.strip_suffix(".ts")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 /// Splits the part of the request path after `/hls/` into its two segments, percent-decoded.
 /// `None` unless there are exactly two non-empty segments that decode to UTF-8 (the decoded
 /// values are then checked by [`resolve`]: a decoded `/`, `\`, `..` or NUL never passes).
@@ -1071,6 +1062,7 @@ mod tests {
         let r = resolve(root, "abc_DEF-123", "segment_00042.ts").unwrap();
         assert_eq!(r.path, Path::new("/srv/hls/abc_DEF-123/segment_00042.ts"));
         assert_eq!(r.kind, FileKind::Segment);
+        use crate::pipeline::segment_index;
         assert_eq!(segment_index("segment_00042.ts"), Some(42));
         assert_eq!(segment_index("segment_.ts"), None);
         assert_eq!(segment_index("segment_1a.ts"), None);

@@ -26,6 +26,9 @@ pub struct OnnxUpscaler {
     padded: Vec<f32>,
     /// One tile's network input, reused likewise.
     window: Vec<f32>,
+    /// For each column of the padded frame, the source column it mirrors; rebuilt only when
+    /// the frame width changes.
+    padded_columns: Vec<usize>,
     shrink_scratch: Vec<f32>,
     shrunk: Vec<f32>,
 }
@@ -96,6 +99,7 @@ impl OnnxUpscaler {
             device,
             padded: Vec::new(),
             window: Vec::new(),
+            padded_columns: Vec::new(),
             shrink_scratch: Vec::new(),
             shrunk: Vec::new(),
         })
@@ -108,9 +112,13 @@ impl OnnxUpscaler {
         let padded_h = (height + 2 * self.pad) as usize;
         let plane = padded_w * padded_h;
         self.padded.resize(plane * 3, 0.0);
-        let columns: Vec<usize> = (0..padded_w as i64)
-            .map(|x| tiling::reflect(x - pad, width))
-            .collect();
+        // The padding is fixed per model, so the padded width determines the frame width.
+        if self.padded_columns.len() != padded_w {
+            self.padded_columns = (0..padded_w as i64)
+                .map(|x| tiling::reflect(x - pad, width))
+                .collect();
+        }
+        let columns = &self.padded_columns;
         for py in 0..padded_h {
             let sy = tiling::reflect(py as i64 - pad, height);
             let row = &frame.data[sy * width as usize * 3..][..width as usize * 3];
