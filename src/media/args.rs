@@ -8,6 +8,7 @@ use super::{MediaInfo, Rational};
 
 pub const PLAYLIST_NAME: &str = "stream.m3u8";
 pub const SEGMENT_PATTERN: &str = "segment_%05d.ts";
+const AUDIO_BITRATE: &str = "192k";
 
 /// Source → raw rgb24 frames on stdout, from `start_seconds` on, for `seconds` (or to the end).
 pub fn decode(
@@ -71,7 +72,7 @@ pub struct EncodePlan<'a> {
     /// Delay of the video against the audio in the source (see `MediaInfo::video_delay_seconds`).
     pub video_delay_seconds: f64,
     /// The source, opened a second time for its audio; `None` when it has none.
-    pub audio_source: Option<(&'a Path, &'a str)>,
+    pub audio_source: Option<&'a Path>,
     pub segment_seconds: u32,
     /// The first segment made; a run that resumes or jumps starts past 0, numbering its
     /// segments and placing its timestamps where that segment belongs.
@@ -107,7 +108,7 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
         "-i",
         "pipe:0",
     ]);
-    if let Some((source, _)) = plan.audio_source {
+    if let Some(source) = plan.audio_source {
         args.extend(seek(start_seconds, plan.seconds()));
         args.push("-i".into());
         args.push(source.into());
@@ -139,15 +140,14 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
     if let Some(threads) = plan.threads {
         push(&["-threads", &threads.to_string()]);
     }
-    if let Some((_, codec)) = plan.audio_source {
-        push(&["-map", "1:a:0"]);
-        // Copied audio can only start at a packet boundary and ignores the output offset, so a
-        // run from mid-film re-encodes it to start exactly where its video does.
-        if codec == "aac" && plan.start_segment == 0 {
-            push(&["-c:a", "copy"]);
-        } else {
-            push(&["-c:a", "aac", "-b:a", "192k"]);
-        }
+    if plan.audio_source.is_some() {
+        // Always re-encoded, cut at the sample where the run starts: copied packets start and
+        // end on their own frame grid, so the packets on both sides of a seam between two runs
+        // would overlap. The encoder's priming frame (stamped before the run's start) is
+        // dropped, so this run's audio starts exactly where its video does and where the run
+        // before it stopped.
+        push(&["-map", "1:a:0", "-c:a", "aac", "-b:a", AUDIO_BITRATE]);
+        push(&["-bsf:a", "noise=drop=lt(pts\\,0)"]);
     }
     if plan.start_segment > 0 {
         // Timestamps continue where this run's first segment belongs.
@@ -238,7 +238,7 @@ mod tests {
             height: 273,
             frame_rate: Rational::new(25, 1),
             video_delay_seconds: 0.042,
-            audio_source: Some((Path::new("/m/a.mkv"), "opus")),
+            audio_source: Some(Path::new("/m/a.mkv")),
             segment_seconds: 6,
             start_segment: 0,
             end_segment: None,
@@ -266,7 +266,7 @@ mod tests {
             height: 108,
             frame_rate: Rational::new(10, 1),
             video_delay_seconds: 0.0,
-            audio_source: Some((Path::new("/m/a.mkv"), "aac")),
+            audio_source: Some(Path::new("/m/a.mkv")),
             segment_seconds: 2,
             start_segment: 3,
             end_segment: Some(5),
@@ -284,7 +284,7 @@ mod tests {
             "{args}"
         );
         assert!(
-            args.contains("-c:a aac -b:a 192k -output_ts_offset 6.000000 -f tee"),
+            args.contains("-c:a aac -b:a 192k -bsf:a noise=drop=lt(pts\\,0) -output_ts_offset 6.000000 -f tee"),
             "{args}"
         );
         assert!(args.contains("start_number=3:"), "{args}");

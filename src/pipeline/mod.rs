@@ -170,10 +170,7 @@ pub fn run(
     ));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
 
-    let audio = info
-        .audio_codec
-        .as_deref()
-        .map(|codec| (input.as_path(), codec));
+    let audio = info.audio_codec.is_some().then_some(input.as_path());
     let plan = args::EncodePlan {
         width: out_w,
         height: out_h,

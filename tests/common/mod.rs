@@ -268,3 +268,56 @@ pub fn psnr(a: &Frame, b: &Frame) -> f64 {
         10.0 * (255.0f64 * 255.0 / mse).log10()
     }
 }
+
+/// What ffmpeg prints when it decodes every stream of `path` with `-v error`: empty for a file
+/// that is whole and has increasing timestamps in every stream.
+pub fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        text.push_str(&format!("\n(ffmpeg {})", out.status));
+    }
+    text
+}
+
+/// One packet as ffprobe reports it, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet {
+    pub pts: f64,
+    pub dts: f64,
+    pub duration: f64,
+}
+
+/// The packets of the first `kind` ("v" or "a") stream of `path`, in file order.
+pub fn packets(path: &Path, kind: &str) -> Vec<Packet> {
+    let mut command = Command::new("ffprobe");
+    command
+        .args(["-v", "error", "-select_streams", &format!("{kind}:0")])
+        .args([
+            "-show_entries",
+            "packet=pts_time,dts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path);
+    let out = String::from_utf8(run_ok(command)).unwrap();
+    out.lines()
+        .filter_map(|line| {
+            let fields: Vec<f64> = line
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(|f| f.parse().unwrap_or(f64::NAN))
+                .collect();
+            (fields.len() >= 3).then(|| Packet {
+                pts: fields[0],
+                dts: fields[1],
+                duration: fields[2],
+            })
+        })
+        .collect()
+}
