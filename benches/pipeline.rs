@@ -52,6 +52,7 @@ fn main() {
         end_segment: None,
         playlist_name: liveup::media::args::PLAYLIST_NAME.to_string(),
         encoder: EncoderSettings::default(),
+        min_free_bytes: 0,
     };
     let (mut model_only, mut whole, mut busy) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {

@@ -73,6 +73,9 @@ pub struct Config {
     pub session_timeout_seconds: u64,
     /// Run `liveup cleanup`'s policy every this many seconds inside the daemon (0: never).
     pub cleanup_interval_seconds: u64,
+    /// Below this much free space where jobs write, no job starts and running ones pause until
+    /// space returns, so a filling disk never turns into a string of failed jobs (0: off).
+    pub min_free_space_mb: u64,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             throttle_ahead_seconds: 30,
             session_timeout_seconds: 600,
             cleanup_interval_seconds: 0,
+            min_free_space_mb: 1024,
         }
     }
 
@@ -844,7 +848,7 @@ mod tests {
              ort_library = \"/opt/libonnxruntime.so\"\nmodels_dir = \"/opt/models\"\n\
              tile_size = 512\nsegment_wait_seconds = 5\njit_restart_seconds = 12\n\
              throttle_ahead_seconds = 40\nsession_timeout_seconds = 60\n\
-             cleanup_interval_seconds = 3600\n",
+             cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -865,5 +869,6 @@ mod tests {
         assert_eq!(config.watch_dirs, vec![root]);
         assert_eq!(config.tile_size, 512);
         assert_eq!(config.cleanup_interval_seconds, 3600);
+        assert_eq!(config.min_free_space_mb, 256);
     }
 }

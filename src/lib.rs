@@ -8,10 +8,12 @@
 //! - [`upscale`]: the [`upscale::Upscaler`] trait; a Real-ESRGAN network on ONNX Runtime (CPU or
 //!   CUDA, chosen at run time) or ffmpeg's Lanczos scaler.
 //! - [`hls`]: the playlist model, to read back and check what the encoder wrote.
+//! - [`disk`]: free space where jobs write, so a nearly full disk pauses work.
 //! - [`cli`]: the subcommands of the `liveup` binary.
 
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod hls;
 pub mod jellyfin;
 pub mod jobs;

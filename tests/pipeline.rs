@@ -331,7 +331,8 @@ fn a_run_stopped_midway_resumes_from_its_last_segment_and_assembles_a_continuous
                 &control,
             )
         });
-        while !run.hls_dir.join("segment_00002.ts").exists() && !job.is_finished() {
+        // A segment is moved into place once the next one has begun.
+        while !run.hls_dir.join("segment_00001.ts").exists() && !job.is_finished() {
             std::thread::sleep(Duration::from_millis(10));
         }
         control

@@ -25,6 +25,7 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
         end_segment: None,
         playlist_name: crate::media::args::PLAYLIST_NAME.to_string(),
         encoder: EncoderSettings::default(),
+        min_free_bytes: 0,
     };
     let tools = Tools::from_env();
     let progress = Progress::default();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::sessions::{Session, Sessions};
 use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
+use crate::disk::{self, LowSpace};
 use crate::media::{self, Tools};
 use crate::pipeline::{self, Control, EncoderSettings, PipelineError, PipelineSpec, Progress};
 use crate::upscale::{self, EngineOptions};
@@ -54,6 +55,8 @@ pub struct ManagerSettings {
     /// A watched job pauses when this far ahead of the furthest segment any viewer asked for.
     pub throttle_ahead_seconds: f64,
     pub session_timeout: Duration,
+    /// No run starts, and a running one pauses, while less than this is free where jobs write.
+    pub min_free_bytes: u64,
 }
 
 pub struct Submitted {
@@ -107,6 +110,8 @@ struct State {
     running: usize,
     shutting_down: bool,
     sessions: Sessions,
+    /// Set while too little space is free where jobs write: nothing starts until it clears.
+    low_space: Option<LowSpace>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,10 +179,17 @@ impl JobManager {
                 let Some(manager) = manager.upgrade() else {
                     return;
                 };
-                if manager.state.lock().unwrap().shutting_down {
+                let (shutting_down, held_for_space) = {
+                    let state = manager.state.lock().unwrap();
+                    (state.shutting_down, state.low_space.is_some())
+                };
+                if shutting_down {
                     return;
                 }
                 manager.supervise();
+                if held_for_space {
+                    manager.schedule();
+                }
             })
             .expect("spawn the supervisor");
     }
@@ -293,14 +305,21 @@ impl JobManager {
 
     pub fn list(&self) -> Vec<JobView> {
         let state = self.state.lock().unwrap();
-        let mut views: Vec<JobView> = state.jobs.values().map(|e| self.view(e)).collect();
+        let mut views: Vec<JobView> = state
+            .jobs
+            .values()
+            .map(|e| self.view(e, state.low_space.as_ref()))
+            .collect();
         views.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         views
     }
 
     pub fn get(&self, id: &str) -> Option<JobView> {
         let state = self.state.lock().unwrap();
-        state.jobs.get(id).map(|e| self.view(e))
+        state
+            .jobs
+            .get(id)
+            .map(|e| self.view(e, state.low_space.as_ref()))
     }
 
     /// The newest job whose source file is called `file_name`.
@@ -311,7 +330,7 @@ impl JobManager {
             .values()
             .filter(|e| e.record.source.file_name().is_some_and(|n| n == file_name))
             .max_by_key(|e| (e.record.state.is_active(), e.record.created_at))
-            .map(|e| self.view(e))
+            .map(|e| self.view(e, state.low_space.as_ref()))
     }
 
     pub fn cancel(self: &Arc<Self>, id: &str) -> Result<JobView, JobError> {
@@ -446,7 +465,9 @@ impl JobManager {
                     state.raise_priority(id, Priority::Playback);
                     false
                 }
-                JobState::Stopped | JobState::Failed | JobState::Cancelled => true,
+                JobState::Stopped => true,
+                // A failed or cancelled job answers with its state; only a new trigger retries it.
+                JobState::Failed | JobState::Cancelled => return SegmentState::Never,
                 JobState::Complete => false,
             }
         };
@@ -551,8 +572,48 @@ impl JobManager {
         }
     }
 
+    /// Too little space where jobs write, if so.
+    fn low_space(&self) -> Option<LowSpace> {
+        let needed = self.settings.min_free_bytes;
+        disk::ensure_free(&self.settings.hls_root, needed)
+            .and_then(|()| disk::ensure_free(&self.settings.output_root, needed))
+            .err()
+    }
+
+    /// Whether a run that ended with `error` should wait for space rather than fail the job:
+    /// it ran out of it, or was damaged while little is free.
+    fn waits_for_space(&self, error: &PipelineError) -> Option<LowSpace> {
+        match error {
+            PipelineError::LowSpace(low) => Some(low.clone()),
+            PipelineError::DamagedSegment { .. } => self.low_space(),
+            PipelineError::Io(_, e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                self.low_space()
+            }
+            _ => None,
+        }
+    }
+
     fn schedule(self: &Arc<Self>) {
+        // A hold lasts until what it needed is free, which may be more than the minimum.
+        let held = self.state.lock().unwrap().low_space.clone();
+        let low_space = held
+            .and_then(|held| disk::ensure_free(&held.path, held.needed).err())
+            .or_else(|| self.low_space());
         let mut state = self.state.lock().unwrap();
+        match (low_space, state.low_space.is_some()) {
+            (Some(low), held) => {
+                if !held {
+                    tracing::warn!("no job starts until space is freed: {low}");
+                }
+                state.low_space = Some(low);
+                return;
+            }
+            (None, true) => {
+                tracing::info!("enough free space again: queued jobs continue");
+                state.low_space = None;
+            }
+            (None, false) => {}
+        }
         while state.running < self.settings.max_jobs.max(1)
             && !state.shutting_down
             && !state.queue.is_empty()
@@ -585,6 +646,10 @@ impl JobManager {
         let id = record.id.clone();
         tracing::info!(job = %id, source = %record.source.display(), "job started");
         let outcome = self.execute(&record);
+        let space_pause = match &outcome {
+            Err(error) => self.waits_for_space(error),
+            Ok(()) => None,
+        };
         let (shutting_down, stop) = {
             let mut state = self.state.lock().unwrap();
             let shutting_down = state.shutting_down;
@@ -600,6 +665,7 @@ impl JobManager {
                 match (&outcome, stop) {
                     (Ok(()), _) => record.state = JobState::Complete,
                     (Err(PipelineError::Cancelled), _) if shutting_down => {}
+                    (Err(_), None) if space_pause.is_some() => record.state = JobState::Queued,
                     (Err(PipelineError::Cancelled), Some(Stop::Abandoned)) => {
                         record.state = JobState::Stopped
                     }
@@ -614,12 +680,22 @@ impl JobManager {
                     tracing::error!("job {id}: cannot save state: {e}");
                 }
             }
+            if let Some(low) = space_pause.clone().filter(|_| stop.is_none()) {
+                let record = state.jobs.get(&id).map(|e| e.record.clone());
+                if let Some(record) = record.filter(|r| r.state == JobState::Queued) {
+                    state.enqueue(&record);
+                    state.low_space = Some(low);
+                }
+            }
             state.running -= 1;
             self.idle.notify_all();
             (shutting_down, stop)
         };
         match &outcome {
             Ok(()) => tracing::info!(job = %id, "job complete"),
+            Err(error) if space_pause.is_some() && stop.is_none() => {
+                tracing::warn!(job = %id, "job waits for disk space: {error}")
+            }
             Err(PipelineError::Cancelled) if shutting_down => {
                 tracing::info!(job = %id, "job stopped; it resumes at the next start")
             }
@@ -632,7 +708,7 @@ impl JobManager {
     fn execute(&self, record: &JobRecord) -> Result<(), PipelineError> {
         let id = &record.id;
         let dir = self.job_dir(id);
-        let (_, mut count) = self.timeline(id).map_err(|e| match e {
+        let (probed_seconds, mut count) = self.timeline(id).map_err(|e| match e {
             JobError::Probe(probe) => PipelineError::Probe(probe),
             other => PipelineError::Io(other.to_string(), std::io::ErrorKind::Other.into()),
         })?;
@@ -678,16 +754,27 @@ impl JobManager {
                 end_segment: end,
                 playlist_name: ENCODER_PLAYLIST.to_string(),
                 encoder: EncoderSettings::default(),
+                min_free_bytes: self.settings.min_free_bytes,
             };
             let result = pipeline::run(&self.tools, &spec, upscaler.as_mut(), &progress, &control);
+            let frames = progress.snapshot().frames_done;
             self.count_output(id, &progress);
-            match result {
-                Ok(_) => {}
+            let run_start_seconds = f64::from(start * record.segment_seconds);
+            let decoded_until = match result {
+                Ok(summary) => {
+                    run_start_seconds + frames as f64 / summary.source.frame_rate.as_f64()
+                }
                 Err(PipelineError::Cancelled) if self.jump_pending(id) => continue,
-                Err(PipelineError::NoFrames) if start > 0 && end.is_none() => {}
+                Err(PipelineError::NoFrames) if start > 0 && end.is_none() => run_start_seconds,
                 Err(error) => return Err(error),
-            }
+            };
             if end.is_none() {
+                if probed_seconds - decoded_until > f64::from(record.segment_seconds) {
+                    return Err(PipelineError::EndsEarly {
+                        decoded_seconds: decoded_until,
+                        probed_seconds,
+                    });
+                }
                 // This run reached the end of the film: now the segment count is exact.
                 // Fewer segments than estimated: the film is shorter. (A surplus one holds
                 // only audio past the last frame and stays out of the playlists.)
@@ -701,6 +788,14 @@ impl JobManager {
                 }
             }
         }
+        let bytes: u64 = (0..count)
+            .filter_map(|i| std::fs::metadata(dir.join(pipeline::segment_name(i))).ok())
+            .map(|m| m.len())
+            .sum();
+        disk::ensure_free(
+            &self.settings.output_root,
+            bytes + self.settings.min_free_bytes,
+        )?;
         pipeline::assemble_final(&dir, count, &record.output)
     }
 
@@ -739,7 +834,7 @@ impl JobManager {
         }
     }
 
-    fn view(&self, entry: &Entry) -> JobView {
+    fn view(&self, entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         let record = &entry.record;
         let mut made = segments_on_disk(&self.job_dir(&record.id));
         if let Some(count) = record.segment_count {
@@ -786,6 +881,9 @@ impl JobManager {
             eta_seconds,
             resumes: record.resumes,
             error: record.error.clone(),
+            waiting_for_space: low_space
+                .filter(|_| record.state == JobState::Queued)
+                .map(LowSpace::to_string),
             created_at: record.created_at,
             updated_at: record.updated_at,
         }

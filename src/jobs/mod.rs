@@ -114,6 +114,8 @@ pub struct JobView {
     pub eta_seconds: Option<f64>,
     pub resumes: u32,
     pub error: Option<String>,
+    /// Set while the job is held because too little disk space is free: why, and what to do.
+    pub waiting_for_space: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }

@@ -2,6 +2,7 @@
 //! the argument lists liveup hands them.
 
 pub mod args;
+pub mod check;
 pub mod probe;
 pub mod process;
 pub mod rational;

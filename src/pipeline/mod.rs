@@ -9,22 +9,27 @@ mod decode;
 mod encode;
 pub mod frames;
 pub mod progress;
+pub mod promote;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::disk::{self, LowSpace};
 use crate::media::process::{Process, ProcessError};
-use crate::media::{args, probe, MediaInfo, ProbeError, Tools};
+use crate::media::{args, check, probe, MediaInfo, ProbeError, Tools};
 use crate::upscale::{UpscaleError, Upscaler};
 use frames::Frame;
 pub use progress::{Progress, Snapshot};
+use promote::{Ending, Promoter};
 
 /// Frames in flight per channel; with the pools below this bounds memory to a handful of frames.
 const CHANNEL_DEPTH: usize = 2;
 const POOL_SIZE: usize = CHANNEL_DEPTH + 2;
+/// How often finished segments and free space are looked at while the stages run.
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -40,8 +45,26 @@ pub enum PipelineError {
     TruncatedFrame { got: usize, expected: usize },
     #[error("the source decoded to no frames at all")]
     NoFrames,
+    #[error("{name} came out damaged: {reason}{}", free_note(*free_mib))]
+    DamagedSegment {
+        name: String,
+        reason: String,
+        free_mib: Option<u64>,
+    },
+    #[error("the final file came out damaged: {0}")]
+    DamagedFinal(String),
+    #[error(transparent)]
+    LowSpace(#[from] LowSpace),
     #[error("the output {0} would overwrite the input")]
     OutputIsInput(PathBuf),
+    #[error(
+        "the source ends early: only {decoded_seconds:.1} s of the {probed_seconds:.1} s its \
+         container announces could be decoded (a truncated or damaged file?)"
+    )]
+    EndsEarly {
+        decoded_seconds: f64,
+        probed_seconds: f64,
+    },
     #[error("cancelled")]
     Cancelled,
     /// A stage stopped because another one failed; never the error reported.
@@ -64,9 +87,11 @@ pub struct PipelineSpec {
     pub start_segment: u32,
     /// Stop before this segment (`None`: at the end of the film).
     pub end_segment: Option<u32>,
-    /// The playlist the encoder keeps in `hls_dir`.
+    /// The EVENT playlist of this run's segments, written in `hls_dir` as each is checked.
     pub playlist_name: String,
     pub encoder: EncoderSettings,
+    /// The run stops (`LowSpace`) when less than this is free where it writes; 0: never.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +164,13 @@ pub fn run(
         return Err(PipelineError::OutputIsInput(input));
     }
     prepare_hls_dir(spec)?;
+    disk::ensure_free(&spec.hls_dir, spec.min_free_bytes)?;
+    if let Some(output) = &output {
+        disk::ensure_free(
+            output.parent().unwrap_or(Path::new("/")),
+            spec.min_free_bytes,
+        )?;
+    }
     let partial = output.as_deref().map(partial_path);
     let start_seconds = f64::from(spec.start_segment * spec.segment_seconds);
     let run_seconds = spec
@@ -161,6 +193,18 @@ pub fn run(
         info.frame_rate.as_f64(),
     );
 
+    let mut promoter = Promoter::new(
+        tools,
+        &spec.hls_dir,
+        &spec.playlist_name,
+        spec.segment_seconds,
+        info.frame_rate.as_f64(),
+        spec.start_segment,
+        spec.min_free_bytes,
+    );
+    std::fs::create_dir_all(promoter.staging())
+        .map_err(|e| PipelineError::Io(format!("creating {}", promoter.staging().display()), e))?;
+
     let mut decode_command = tools.ffmpeg_command();
     decode_command.args(args::decode(
         &input,
@@ -170,13 +214,12 @@ pub fn run(
     ));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
 
-    let audio = info.audio_codec.is_some().then_some(input.as_path());
     let plan = args::EncodePlan {
         width: out_w,
         height: out_h,
         frame_rate: info.frame_rate,
         video_delay_seconds: info.video_delay_seconds,
-        audio_source: audio,
+        audio_source: info.audio_codec.is_some().then_some(input.as_path()),
         segment_seconds: spec.segment_seconds,
         start_segment: spec.start_segment,
         end_segment: spec.end_segment,
@@ -192,7 +235,7 @@ pub fn run(
     let mut encode_command = tools.ffmpeg_command();
     encode_command
         .args(args::encode(&plan))
-        .current_dir(&spec.hls_dir);
+        .current_dir(promoter.staging());
     let mut encoder = Process::spawn("encoder ffmpeg", encode_command, true, false)?;
 
     let failure = Failure::new(vec![
@@ -205,11 +248,13 @@ pub fn run(
     let (upscaled_tx, upscaled_rx) = sync_channel(CHANNEL_DEPTH);
     let (free_inputs, give_back_inputs) = frames::pool(POOL_SIZE, in_w, in_h);
     let (free_outputs, give_back_outputs) = frames::pool(POOL_SIZE, out_w, out_h);
+    let (stage_ended, stages_ending) = channel::<()>();
 
     std::thread::scope(|scope| {
         let failure = &failure;
         let decoder = &decoder.process;
         let encoder = &encoder.process;
+        let ended = stage_ended.clone();
         scope.spawn(move || {
             failure.record(decode::read_frames(
                 stdout,
@@ -217,8 +262,10 @@ pub fn run(
                 free_inputs,
                 decoded_tx,
                 control,
-            ))
+            ));
+            let _ = ended.send(());
         });
+        let ended = stage_ended.clone();
         scope.spawn(move || {
             failure.record(infer(
                 upscaler,
@@ -227,8 +274,10 @@ pub fn run(
                 give_back_inputs,
                 free_outputs,
                 upscaled_tx,
-            ))
+            ));
+            let _ = ended.send(());
         });
+        let ended = stage_ended;
         scope.spawn(move || {
             failure.record(encode::write_frames(
                 stdin,
@@ -236,20 +285,46 @@ pub fn run(
                 upscaled_rx,
                 give_back_outputs,
                 progress,
-            ))
+            ));
+            let _ = ended.send(());
         });
+        // Meanwhile, on this thread: every segment the encoder closes is checked and moved
+        // into place; damage or a filling disk stops the stages.
+        let mut running = 3;
+        while running > 0 {
+            if stages_ending.recv_timeout(PROMOTE_EVERY).is_ok() {
+                running -= 1;
+            }
+            if failure.happened() {
+                continue;
+            }
+            if let Err(error) = promoter.promote_finished() {
+                failure.record(Err(error));
+            }
+        }
     });
 
     let finished = progress.snapshot();
     let frames_done = finished.frames_done;
-    let outcome = match failure.take() {
+    let ending = match failure.take() {
         Some(error) => Err(error),
         None if frames_done == 0 => Err(PipelineError::NoFrames),
-        None => match (&partial, &output) {
-            (Some(partial), Some(output)) => std::fs::rename(partial, output)
-                .map_err(|e| PipelineError::Io(format!("finishing {}", output.display()), e)),
-            _ => Ok(()),
-        },
+        None => Ok(()),
+    };
+    let outcome = match ending {
+        Ok(()) => promoter
+            .finish(Ending::Clean {
+                frames: frames_done,
+                film_end: spec.end_segment.is_none(),
+            })
+            .and_then(|()| match (&partial, &output) {
+                (Some(partial), Some(output)) => finish_output(tools, partial, output, frames_done),
+                _ => Ok(()),
+            }),
+        Err(error) => {
+            let _ = promoter.finish(Ending::Failed);
+            Err(error)
+        }
     };
     if let Err(error) = outcome {
         if let Some(partial) = &partial {
@@ -269,6 +344,31 @@ pub fn run(
         playlist: spec.hls_dir.join(&spec.playlist_name),
         output,
     })
+}
+
+/// The teed final file gets its final name only when it holds every frame encoded.
+fn finish_output(
+    tools: &Tools,
+    partial: &Path,
+    output: &Path,
+    frames: u64,
+) -> Result<(), PipelineError> {
+    let contents = check::read_back(tools, partial).map_err(PipelineError::DamagedFinal)?;
+    if contents.video_packets != frames {
+        return Err(PipelineError::DamagedFinal(format!(
+            "it holds {} of the {frames} frames encoded",
+            contents.video_packets
+        )));
+    }
+    std::fs::rename(partial, output)
+        .map_err(|e| PipelineError::Io(format!("finishing {}", output.display()), e))
+}
+
+fn free_note(free_mib: Option<u64>) -> String {
+    match free_mib {
+        Some(free) => format!(" ({free} MiB free on its disk: full disk?)"),
+        None => String::new(),
+    }
 }
 
 fn infer(
@@ -334,6 +434,10 @@ impl Failure {
         }
     }
 
+    fn happened(&self) -> bool {
+        self.first.lock().unwrap().is_some()
+    }
+
     fn take(&self) -> Option<PipelineError> {
         self.first.lock().unwrap().take()
     }
@@ -360,11 +464,15 @@ fn absolute_output(output: &Path) -> Result<PathBuf, PipelineError> {
 
 /// A run over the whole film starts a fresh folder: the playlist and segments of an earlier
 /// run go. Any other run keeps the segments outside its range and drops what is inside it, and
-/// everything a killed ffmpeg left half-written.
+/// everything a killed run left unchecked in the staging folder.
 fn prepare_hls_dir(spec: &PipelineSpec) -> Result<(), PipelineError> {
     let dir = &spec.hls_dir;
     let io = |e| PipelineError::Io(format!("preparing {}", dir.display()), e);
     std::fs::create_dir_all(dir).map_err(io)?;
+    match std::fs::remove_dir_all(dir.join(promote::STAGING)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     let whole_film = spec.start_segment == 0 && spec.end_segment.is_none();
     let in_range = |index: u32| {
         whole_film

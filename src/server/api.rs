@@ -176,6 +176,7 @@ pub async fn hls_status(
         );
     };
     let status = match job.state {
+        JobState::Queued if job.waiting_for_space.is_some() => "waiting_for_space",
         JobState::Running if job.segments == 0 => "starting",
         JobState::Running if job.throttled => "throttled",
         JobState::Running => "streaming",
@@ -194,6 +195,7 @@ pub async fn hls_status(
         "eta_seconds": job.eta_seconds,
         "throttled": job.throttled,
         "error": job.error,
+        "waiting_for_space": job.waiting_for_space,
     }))
     .into_response())
 }

@@ -127,6 +127,7 @@ impl Run {
             end_segment: None,
             playlist_name: liveup::media::args::PLAYLIST_NAME.to_string(),
             encoder: EncoderSettings::default(),
+            min_free_bytes: 0,
         }
     }
 

@@ -21,6 +21,7 @@ fn run(source: &Path, hls_dir: &Path, start: u32, end: Option<u32>) {
         end_segment: end,
         playlist_name: "encoder.m3u8".into(),
         encoder: pipeline::EncoderSettings::default(),
+        min_free_bytes: 0,
     };
     pipeline::run(
         &common::tools(),

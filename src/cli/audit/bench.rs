@@ -404,6 +404,7 @@ fn bench_pipelines(
             end_segment: None,
             playlist_name: crate::media::args::PLAYLIST_NAME.to_string(),
             encoder: EncoderSettings::default(),
+            min_free_bytes: 0,
         };
         let summary = pipeline::run(
             tools,

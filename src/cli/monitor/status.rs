@@ -15,7 +15,7 @@ const RATE_WINDOW: usize = 8;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     /// `starting`, `streaming`, `throttled`, `complete`, `failed`, `cancelled`, `queued`,
-    /// `stopped`: the values of `/hls-status`.
+    /// `waiting_for_space`, `stopped`: the values of `/hls-status`.
     pub status: String,
     pub segments: usize,
     /// Seconds of upscaled film ready to play from the start.
@@ -160,7 +160,9 @@ pub fn from_job_json(job: &Value) -> Status {
         .unwrap_or("unknown");
     let throttled = job.get("throttled").and_then(Value::as_bool) == Some(true);
     let segments = job.get("segments").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let waiting_for_space = job.get("waiting_for_space").is_some_and(Value::is_string);
     let status = match state {
+        "queued" if waiting_for_space => "waiting_for_space",
         "running" if throttled => "throttled",
         "running" if segments == 0 => "starting",
         "running" => "streaming",
