@@ -4,4 +4,109 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+
+mod disk;
+mod failures;
 mod seams;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::decode_errors;
+use liveup::jobs::manager::segments_on_disk;
+use liveup::media::{check, Tools};
+
+/// A small tmpfs of its own, unmounted when dropped: a disk that really fills up.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (and a loud line on stderr) where this machine does not let the tests mount one.
+    pub fn mount(kib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Tmpfs {
+                path: dir.path().to_path_buf(),
+                _dir: dir,
+            }),
+            Ok(out) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs to fill up (needs root or CAP_SYS_ADMIN): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount to make a tmpfs to fill up: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn resize(&self, kib: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn free(&self) -> u64 {
+        liveup::disk::free_bytes(&self.path).unwrap()
+    }
+
+    /// Fills the file system until only `leave` bytes are free.
+    pub fn fill_leaving(&self, leave: u64) -> PathBuf {
+        let filler = self.path.join("filler");
+        let size = self.free().saturating_sub(leave) as usize;
+        std::fs::write(&filler, vec![0u8; size]).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Whatever the job left as its final file decodes without one complaint.
+pub fn assert_final_decodes(job: &serde_json::Value) {
+    let output = Path::new(job["output"].as_str().unwrap());
+    if output.exists() {
+        let errors = decode_errors(output);
+        assert!(errors.is_empty(), "{}: {errors}", output.display());
+    }
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".partial");
+    assert!(
+        !Path::new(&partial).exists(),
+        "a partial final file is left"
+    );
+}
+
+/// Every segment under its final name reads back whole and decodes cleanly, and nothing is left
+/// in the encoder's staging folder.
+pub fn assert_segments_whole(job_dir: &Path) {
+    let tools = Tools::from_env();
+    for index in segments_on_disk(job_dir) {
+        let path = job_dir.join(liveup::pipeline::segment_name(index));
+        let contents = check::read_back(&tools, &path)
+            .unwrap_or_else(|e| panic!("{} is broken: {e}", path.display()));
+        assert!(contents.video_packets > 0 && contents.starts_with_keyframe);
+        let errors = decode_errors(&path);
+        assert!(errors.is_empty(), "{}: {errors}", path.display());
+    }
+    let staging = job_dir.join(liveup::pipeline::promote::STAGING);
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in staging: {left:?}");
+}
