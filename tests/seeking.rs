@@ -114,6 +114,22 @@ fn a_far_seek_restarts_the_encoder_there_and_every_segment_is_made_once() {
     let mut times = common::video_frame_times(output);
     times.sort_by(f64::total_cmp);
     assert!(times.windows(2).all(|p| (p[1] - p[0] - 0.1).abs() < 0.002));
+    let errors = common::decode_errors(output);
+    assert!(errors.is_empty(), "the seams decode cleanly: {errors}");
+    for index in [11, 12] {
+        let segment = dir.join(liveup::pipeline::segment_name(index));
+        let start = |kind| {
+            common::packets(&segment, kind)
+                .iter()
+                .map(|p| p.pts)
+                .fold(f64::INFINITY, f64::min)
+        };
+        let (video, audio) = (start("v"), start("a"));
+        assert!(
+            (video - audio).abs() <= 0.1,
+            "segment {index}: video at {video}, audio at {audio}"
+        );
+    }
 }
 
 #[test]
