@@ -335,9 +335,7 @@ fn a_run_stopped_midway_resumes_from_its_last_segment_and_assembles_a_continuous
         while !run.hls_dir.join("segment_00001.ts").exists() && !job.is_finished() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        control
-            .cancel
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        control.cancel();
         job.join().unwrap()
     });
     assert!(matches!(first, Err(PipelineError::Cancelled)), "{first:?}");

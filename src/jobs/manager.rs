@@ -504,7 +504,7 @@ impl JobManager {
         state.shutting_down = true;
         for entry in state.jobs.values() {
             if entry.record.state == JobState::Running {
-                entry.control.cancel.store(true, Ordering::Relaxed);
+                entry.control.cancel();
             }
         }
         while state.running > 0 {
@@ -559,7 +559,7 @@ impl JobManager {
         let pause = entry.record.state == JobState::Running
             && watched
             && encoder_at - viewer_at > self.settings.throttle_ahead_seconds;
-        entry.control.pause.store(pause, Ordering::Relaxed);
+        entry.control.set_paused(pause);
         match (pause, entry.throttled_since) {
             (true, None) => entry.throttled_since = Some(Instant::now()),
             (false, Some(since)) => {
@@ -722,7 +722,7 @@ impl JobManager {
                 let jump = match entry.stop {
                     Some(Stop::Jump(index)) => {
                         entry.stop = None;
-                        entry.control.cancel.store(false, Ordering::Relaxed);
+                        entry.control.clear_cancel();
                         self.counters.restarts.fetch_add(1, Ordering::Relaxed);
                         Some(index).filter(|i| !made.contains(i) && *i < count)
                     }
@@ -905,7 +905,7 @@ impl Entry {
 
     fn halt(&mut self, why: Stop) {
         self.stop = Some(why);
-        self.control.cancel.store(true, Ordering::Relaxed);
+        self.control.cancel();
     }
 }
 

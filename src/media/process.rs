@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 const STDERR_LINES_KEPT: usize = 40;
 
@@ -124,7 +123,7 @@ impl Process {
     }
 
     /// Waits for the child to exit and turns a non-zero exit or a signal into an error that carries
-    /// the tail of its stderr. Polls so that `kill` from another thread is never blocked.
+    /// the tail of its stderr. `kill` from another thread is never blocked meanwhile.
     pub fn wait(&self) -> Result<(), ProcessError> {
         let status = self.wait_status()?;
         if status.success() {
@@ -139,20 +138,50 @@ impl Process {
     }
 
     fn wait_status(&self) -> Result<ExitStatus, ProcessError> {
+        self.block_until_exited()?;
+        let status = self
+            .child
+            .lock()
+            .unwrap()
+            .wait()
+            .map_err(|source| ProcessError::Wait {
+                name: self.name,
+                source,
+            })?;
+        if let Some(reader) = self.stderr_reader.lock().unwrap().take() {
+            let _ = reader.join();
+        }
+        Ok(status)
+    }
+
+    /// Sleeps in the kernel until the child has exited, without reaping it: the lock on the
+    /// child stays free for `kill`, and the pid cannot be reused before the reaping `wait`.
+    fn block_until_exited(&self) -> Result<(), ProcessError> {
+        let pid = self.pid();
         loop {
-            let polled = self.child.lock().unwrap().try_wait();
-            match polled {
-                Ok(Some(status)) => {
-                    if let Some(reader) = self.stderr_reader.lock().unwrap().take() {
-                        let _ = reader.join();
-                    }
-                    return Ok(status);
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(5)),
-                Err(source) => {
+            // SAFETY: `info` is a writable siginfo_t; waitid only fills it in.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: plain system call on our own child's pid.
+            let result = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if result == 0 {
+                return Ok(());
+            }
+            let error = std::io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Already reaped by another waiter: its status is kept in the `Child`.
+                Some(libc::ECHILD) => return Ok(()),
+                _ => {
                     return Err(ProcessError::Wait {
                         name: self.name,
-                        source,
+                        source: error,
                     })
                 }
             }

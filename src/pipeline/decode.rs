@@ -2,9 +2,7 @@
 
 use std::io::Read;
 use std::process::ChildStdout;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::Duration;
 
 use super::frames::Frame;
 use super::{Control, Message, PipelineError};
@@ -18,10 +16,7 @@ pub(super) fn read_frames(
     control: &Control,
 ) -> Result<(), PipelineError> {
     loop {
-        while control.pause.load(Ordering::Relaxed) && !control.cancel.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if control.cancel.load(Ordering::Relaxed) {
+        if control.wait_while_paused() {
             return Err(PipelineError::Cancelled);
         }
         let mut frame = free.recv().map_err(|_| PipelineError::Aborted)?;

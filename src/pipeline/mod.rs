@@ -12,9 +12,8 @@ pub mod progress;
 pub mod promote;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::disk::{self, LowSpace};
@@ -128,11 +127,47 @@ pub struct Summary {
 /// How another thread steers a running pipeline.
 #[derive(Debug, Default)]
 pub struct Control {
+    steering: Mutex<Steering>,
+    /// Wakes a paused decoder when it may go on or must stop.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Steering {
+    cancel: bool,
+    pause: bool,
+}
+
+impl Control {
     /// Stop: the run ends with [`PipelineError::Cancelled`].
-    pub cancel: AtomicBool,
+    pub fn cancel(&self) {
+        self.steering.lock().unwrap().cancel = true;
+        self.changed.notify_all();
+    }
+
+    /// Lets the next run go on with this control after a cancelled one.
+    pub fn clear_cancel(&self) {
+        self.steering.lock().unwrap().cancel = false;
+    }
+
     /// Hold: no frame is decoded (ffmpeg blocks on its full pipe, the network waits) until
     /// cleared.
-    pub pause: AtomicBool,
+    pub fn set_paused(&self, pause: bool) {
+        let mut steering = self.steering.lock().unwrap();
+        if steering.pause != pause {
+            steering.pause = pause;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Blocks while paused; returns whether the run must stop.
+    pub(crate) fn wait_while_paused(&self) -> bool {
+        let steering = self
+            .changed
+            .wait_while(self.steering.lock().unwrap(), |s| s.pause && !s.cancel)
+            .unwrap();
+        steering.cancel
+    }
 }
 
 pub(crate) enum Message {
