@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use super::sessions::{Session, Sessions};
 use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
 use crate::disk::{self, LowSpace};
@@ -114,6 +116,27 @@ struct State {
     low_space: Option<LowSpace>,
 }
 
+/// A job's record to be written after the state lock is released.
+struct Saving {
+    record: JobRecord,
+    version: u64,
+    saved: Arc<Mutex<u64>>,
+}
+
+impl Saving {
+    /// Writes the record unless a newer one was written meanwhile; the job's own lock keeps
+    /// its saves in order without holding up any other job or request.
+    fn write(self, hls_root: &Path) -> std::io::Result<()> {
+        let mut saved = self.saved.lock().unwrap();
+        if *saved >= self.version {
+            return Ok(());
+        }
+        store::save(hls_root, &self.record)?;
+        *saved = self.version;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stop {
     Cancel,
@@ -125,6 +148,15 @@ enum Stop {
 
 struct Entry {
     record: JobRecord,
+    /// The segments made, kept here so that serving a request never lists the folder: read
+    /// from disk once, then updated by the runs as they move segments into place.
+    made: BTreeSet<u32>,
+    /// Bumped whenever a segment lands, waking the requests that wait for one.
+    landed: Arc<watch::Sender<u64>>,
+    /// Counts changes to `record`, so that saves made outside the lock never go back in time.
+    version: u64,
+    /// The version last written to `job.json`; its lock orders this job's saves.
+    saved: Arc<Mutex<u64>>,
     progress: Arc<Progress>,
     control: Arc<Control>,
     /// The first segment of the current run.
@@ -149,11 +181,17 @@ impl JobManager {
     /// Loads every job from disk; the ones that were queued or running are queued again and will
     /// continue from the segments they have. Returns how many were picked up.
     pub fn recover(self: &Arc<Self>) -> usize {
-        let records = store::load_all(&self.settings.hls_root);
+        let records: Vec<(JobRecord, BTreeSet<u32>)> = store::load_all(&self.settings.hls_root)
+            .into_iter()
+            .map(|record| {
+                let made = segments_on_disk(&self.job_dir(&record.id));
+                (record, made)
+            })
+            .collect();
         let mut resumed = 0;
         {
             let mut state = self.state.lock().unwrap();
-            for mut record in records {
+            for (mut record, made) in records {
                 if record.state.is_active() {
                     if record.state == JobState::Running {
                         record.resumes += 1;
@@ -162,7 +200,9 @@ impl JobManager {
                     state.enqueue(&record);
                     resumed += 1;
                 }
-                state.jobs.insert(record.id.clone(), Entry::new(record));
+                state
+                    .jobs
+                    .insert(record.id.clone(), Entry::new(record, made));
             }
         }
         self.schedule();
@@ -217,7 +257,8 @@ impl JobManager {
             EncoderSettings::default().codec
         );
         let id = id::job_id(source, metadata.len(), mtime, &settings);
-        let created = {
+        let on_disk = segments_on_disk(&self.job_dir(&id));
+        let (created, saving) = {
             let mut state = self.state.lock().unwrap();
             if state.shutting_down {
                 return Err(JobError::ShuttingDown);
@@ -226,17 +267,17 @@ impl JobManager {
             match existing {
                 Some(JobState::Queued) => {
                     state.raise_priority(&id, priority);
-                    false
+                    (false, None)
                 }
-                Some(JobState::Running | JobState::Complete) => false,
+                Some(JobState::Running | JobState::Complete) => (false, None),
                 Some(JobState::Stopped) => {
                     let entry = state.jobs.get_mut(&id).expect("just seen");
                     entry.record.state = JobState::Queued;
                     entry.record.priority = priority;
                     let record = entry.record.clone();
-                    store::save(&self.settings.hls_root, &record).map_err(JobError::Store)?;
+                    let saving = entry.next_save();
                     state.enqueue(&record);
-                    false
+                    (false, Some(saving))
                 }
                 Some(JobState::Failed | JobState::Cancelled) | None => {
                     let now = now_seconds();
@@ -265,13 +306,25 @@ impl JobManager {
                         resumes: 0,
                         error: None,
                     };
-                    store::save(&self.settings.hls_root, &record).map_err(JobError::Store)?;
                     state.enqueue(&record);
-                    state.jobs.insert(id.clone(), Entry::new(record));
-                    true
+                    // A retried job keeps the segments it has; a new one starts from what
+                    // the folder holds.
+                    let made = state
+                        .jobs
+                        .remove(&id)
+                        .map_or(on_disk, |previous| previous.made);
+                    let mut entry = Entry::new(record, made);
+                    let saving = entry.next_save();
+                    state.jobs.insert(id.clone(), entry);
+                    (true, Some(saving))
                 }
             }
         };
+        if let Some(saving) = saving {
+            saving
+                .write(&self.settings.hls_root)
+                .map_err(JobError::Store)?;
+        }
         self.schedule();
         let job = self
             .get(&id)
@@ -334,7 +387,7 @@ impl JobManager {
     }
 
     pub fn cancel(self: &Arc<Self>, id: &str) -> Result<JobView, JobError> {
-        {
+        let saving = {
             let mut state = self.state.lock().unwrap();
             let entry = state
                 .jobs
@@ -344,12 +397,21 @@ impl JobManager {
                 JobState::Queued | JobState::Stopped => {
                     entry.record.state = JobState::Cancelled;
                     entry.record.updated_at = now_seconds();
-                    store::save(&self.settings.hls_root, &entry.record).map_err(JobError::Store)?;
+                    let saving = entry.next_save();
                     state.queue.retain(|(_, _, queued)| queued != id);
+                    Some(saving)
                 }
-                JobState::Running => entry.halt(Stop::Cancel),
-                _ => {}
+                JobState::Running => {
+                    entry.halt(Stop::Cancel);
+                    None
+                }
+                _ => None,
             }
+        };
+        if let Some(saving) = saving {
+            saving
+                .write(&self.settings.hls_root)
+                .map_err(JobError::Store)?;
         }
         self.get(id)
             .ok_or_else(|| JobError::NotFound(id.to_string()))
@@ -377,8 +439,7 @@ impl JobManager {
         for entry in state.jobs.values() {
             if entry.record.state == JobState::Running {
                 totals.frames += entry.progress.snapshot().frames_done;
-                let made = segments_on_disk(&self.job_dir(&entry.record.id)).len();
-                totals.segments += made.saturating_sub(entry.segments_at_start) as u64;
+                totals.segments += entry.made.len().saturating_sub(entry.segments_at_start) as u64;
             }
         }
         totals
@@ -432,9 +493,16 @@ impl JobManager {
     /// Where segment `index` of job `id` stands; restarts the encoder there when it is too far
     /// ahead of it or in a hole behind it.
     pub fn want_segment(self: &Arc<Self>, id: &str, index: u32) -> SegmentState {
-        let path = self.job_dir(id).join(pipeline::segment_name(index));
-        if path.is_file() {
-            return SegmentState::Ready(path);
+        let made = {
+            let state = self.state.lock().unwrap();
+            state.jobs.get(id).map(|e| e.made.contains(&index))
+        };
+        match made {
+            None => return SegmentState::Never,
+            Some(true) => {
+                return SegmentState::Ready(self.job_dir(id).join(pipeline::segment_name(index)))
+            }
+            Some(false) => {}
         }
         let Ok((_, count)) = self.timeline(id) else {
             return SegmentState::Never;
@@ -513,6 +581,7 @@ impl JobManager {
     }
 
     fn supervise(&self) {
+        let mut saves = Vec::new();
         let mut state = self.state.lock().unwrap();
         let expired = state.sessions.expire(self.settings.session_timeout);
         for session in expired {
@@ -527,7 +596,7 @@ impl JobManager {
                         entry.halt(Stop::Abandoned);
                     } else {
                         entry.record.state = JobState::Stopped;
-                        let _ = store::save(&self.settings.hls_root, &entry.record);
+                        saves.push(entry.next_save());
                         let id = session.job_id.clone();
                         state.queue.retain(|(_, _, queued)| *queued != id);
                     }
@@ -542,6 +611,18 @@ impl JobManager {
             .collect();
         for id in running {
             self.throttle(&mut state, &id);
+        }
+        drop(state);
+        for saving in saves {
+            self.write(saving);
+        }
+    }
+
+    /// Writes a job's record, logging a failure: the job goes on in memory either way.
+    fn write(&self, saving: Saving) {
+        let id = saving.record.id.clone();
+        if let Err(e) = saving.write(&self.settings.hls_root) {
+            tracing::error!("job {id}: cannot save state: {e}");
         }
     }
 
@@ -619,7 +700,6 @@ impl JobManager {
             && !state.queue.is_empty()
         {
             let (_, _, id) = state.queue.remove(0);
-            let dir = self.job_dir(&id);
             let Some(entry) = state.jobs.get_mut(&id) else {
                 continue;
             };
@@ -627,19 +707,47 @@ impl JobManager {
             entry.record.updated_at = now_seconds();
             entry.record.error = None;
             entry.progress = Arc::new(Progress::default());
-            entry.control = Arc::new(Control::default());
-            entry.segments_at_start = segments_on_disk(&dir).len();
-            if let Err(e) = store::save(&self.settings.hls_root, &entry.record) {
-                tracing::error!("job {id}: cannot save state: {e}");
-            }
+            let manager = Arc::downgrade(self);
+            let job = id.clone();
+            entry.control = Arc::new(Control::reporting_segments(move |index| {
+                if let Some(manager) = manager.upgrade() {
+                    manager.segment_landed(&job, index);
+                }
+            }));
+            entry.segments_at_start = entry.made.len();
+            let saving = entry.next_save();
             let record = entry.record.clone();
             state.running += 1;
             let manager = Arc::clone(self);
             std::thread::Builder::new()
                 .name(format!("job-{}", &id[id.len().saturating_sub(8)..]))
-                .spawn(move || manager.run(record))
+                .spawn(move || {
+                    manager.write(saving);
+                    manager.run(record)
+                })
                 .expect("spawn a job thread");
         }
+    }
+
+    /// A run moved segment `index` of job `id` into place.
+    fn segment_landed(&self, id: &str, index: u32) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(entry) = state.jobs.get_mut(id) {
+            entry.made.insert(index);
+            entry.landed.send_modify(|landed| *landed += 1);
+        }
+    }
+
+    /// Wakes whoever waits on job `id`'s segments each time one lands (`None`: no such job).
+    pub fn segment_events(&self, id: &str) -> Option<watch::Receiver<u64>> {
+        let state = self.state.lock().unwrap();
+        state.jobs.get(id).map(|e| e.landed.subscribe())
+    }
+
+    /// The segments of job `id` made so far.
+    pub fn made(&self, id: &str) -> Option<BTreeSet<u32>> {
+        let state = self.state.lock().unwrap();
+        state.jobs.get(id).map(|e| e.made.clone())
     }
 
     fn run(self: Arc<Self>, record: JobRecord) {
@@ -650,10 +758,11 @@ impl JobManager {
             Err(error) => self.waits_for_space(error),
             Ok(()) => None,
         };
-        let (shutting_down, stop) = {
+        let (shutting_down, stop, saving) = {
             let mut state = self.state.lock().unwrap();
             let shutting_down = state.shutting_down;
             let mut stop = None;
+            let mut saving = None;
             if let Some(entry) = state.jobs.get_mut(&id) {
                 stop = entry.stop.take();
                 if let Some(since) = entry.throttled_since.take() {
@@ -676,9 +785,7 @@ impl JobManager {
                     }
                 }
                 record.updated_at = now_seconds();
-                if let Err(e) = store::save(&self.settings.hls_root, record) {
-                    tracing::error!("job {id}: cannot save state: {e}");
-                }
+                saving = Some(entry.next_save());
             }
             if let Some(low) = space_pause.clone().filter(|_| stop.is_none()) {
                 let record = state.jobs.get(&id).map(|e| e.record.clone());
@@ -687,10 +794,14 @@ impl JobManager {
                     state.low_space = Some(low);
                 }
             }
-            state.running -= 1;
-            self.idle.notify_all();
-            (shutting_down, stop)
+            (shutting_down, stop, saving)
         };
+        if let Some(saving) = saving {
+            self.write(saving);
+        }
+        // Only now may a shutdown that waits for the runs let the process end.
+        self.state.lock().unwrap().running -= 1;
+        self.idle.notify_all();
         match &outcome {
             Ok(()) => tracing::info!(job = %id, "job complete"),
             Err(error) if space_pause.is_some() && stop.is_none() => {
@@ -715,7 +826,7 @@ impl JobManager {
         let _ = std::fs::remove_file(pipeline::partial_path(&record.output));
         let mut upscaler = upscale::build(&record.model, &self.settings.engine)?;
         loop {
-            let made = segments_on_disk(&dir);
+            let made = self.made(id).unwrap_or_default();
             let (start, progress, control) = {
                 let mut state = self.state.lock().unwrap();
                 let entry = state.jobs.get_mut(id).expect("a running job has an entry");
@@ -778,7 +889,9 @@ impl JobManager {
                 // This run reached the end of the film: now the segment count is exact.
                 // Fewer segments than estimated: the film is shorter. (A surplus one holds
                 // only audio past the last frame and stays out of the playlists.)
-                let last = segments_on_disk(&dir)
+                let last = self
+                    .made(id)
+                    .unwrap_or_default()
                     .range(start..)
                     .next_back()
                     .map_or(start, |l| l + 1);
@@ -808,13 +921,13 @@ impl JobManager {
     /// Moves a run's frames and segments into the daemon's totals, under the lock `totals`
     /// takes, so nothing is counted twice or missed.
     fn count_output(&self, id: &str, progress: &Progress) {
-        let made = segments_on_disk(&self.job_dir(id)).len();
         let mut state = self.state.lock().unwrap();
         self.counters
             .frames
             .fetch_add(progress.snapshot().frames_done, Ordering::Relaxed);
         progress.reset_frames();
         if let Some(entry) = state.jobs.get_mut(id) {
+            let made = entry.made.len();
             let new = made.saturating_sub(entry.segments_at_start);
             self.counters
                 .segments
@@ -824,24 +937,30 @@ impl JobManager {
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {
-        let mut state = self.state.lock().unwrap();
-        if let Some(entry) = state.jobs.get_mut(id) {
-            change(&mut entry.record);
-            entry.record.updated_at = now_seconds();
-            if let Err(e) = store::save(&self.settings.hls_root, &entry.record) {
-                tracing::error!("job {id}: cannot save state: {e}");
-            }
+        let saving = {
+            let mut state = self.state.lock().unwrap();
+            state.jobs.get_mut(id).map(|entry| {
+                change(&mut entry.record);
+                entry.record.updated_at = now_seconds();
+                entry.next_save()
+            })
+        };
+        if let Some(saving) = saving {
+            self.write(saving);
         }
     }
 
     fn view(&self, entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         let record = &entry.record;
-        let mut made = segments_on_disk(&self.job_dir(&record.id));
-        if let Some(count) = record.segment_count {
-            made.retain(|i| *i < count);
-        }
+        let within = ..record.segment_count.unwrap_or(u32::MAX);
+        let segments = entry.made.range(within).count();
         let complete = record.state == JobState::Complete;
-        let contiguous = (0..).take_while(|i| made.contains(i)).count() as u32;
+        let contiguous = entry
+            .made
+            .range(within)
+            .zip(0..)
+            .take_while(|(made, expected)| *made == expected)
+            .count() as u32;
         let seconds = f64::from(record.segment_seconds);
         let total = record.source_duration_seconds;
         let ready = match (total, record.segment_count) {
@@ -869,8 +988,9 @@ impl JobManager {
             priority: record.priority,
             model: record.model.clone(),
             output: record.output.clone(),
-            output_ready: complete && record.output.is_file(),
-            segments: made.len(),
+            // The final file gets its name only when whole, just before the job completes.
+            output_ready: complete,
+            segments,
             segment_count: record.segment_count,
             duration_seconds: ready,
             throttled: running && entry.throttled_since.is_some(),
@@ -891,15 +1011,29 @@ impl JobManager {
 }
 
 impl Entry {
-    fn new(record: JobRecord) -> Entry {
+    fn new(record: JobRecord, made: BTreeSet<u32>) -> Entry {
         Entry {
             record,
+            made,
+            landed: Arc::new(watch::channel(0).0),
+            version: 0,
+            saved: Arc::new(Mutex::new(0)),
             progress: Arc::new(Progress::default()),
             control: Arc::new(Control::default()),
             run_start: 0,
             stop: None,
             throttled_since: None,
             segments_at_start: 0,
+        }
+    }
+
+    /// What to write to `job.json` once the lock is released.
+    fn next_save(&mut self) -> Saving {
+        self.version += 1;
+        Saving {
+            record: self.record.clone(),
+            version: self.version,
+            saved: Arc::clone(&self.saved),
         }
     }
 

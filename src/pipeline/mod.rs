@@ -124,12 +124,22 @@ pub struct Summary {
     pub output: Option<PathBuf>,
 }
 
-/// How another thread steers a running pipeline.
+/// How another thread steers a running pipeline, and hears of its segments.
 #[derive(Debug, Default)]
 pub struct Control {
     steering: Mutex<Steering>,
     /// Wakes a paused decoder when it may go on or must stop.
     changed: Condvar,
+    on_segment: Option<SegmentHook>,
+}
+
+/// Called with a segment's index once it is checked and under its final name.
+pub struct SegmentHook(Box<dyn Fn(u32) + Send + Sync>);
+
+impl std::fmt::Debug for SegmentHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SegmentHook")
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,6 +149,20 @@ struct Steering {
 }
 
 impl Control {
+    /// A control that also reports each segment moved into place.
+    pub fn reporting_segments(hook: impl Fn(u32) + Send + Sync + 'static) -> Control {
+        Control {
+            on_segment: Some(SegmentHook(Box::new(hook))),
+            ..Control::default()
+        }
+    }
+
+    pub(crate) fn segment_landed(&self, index: u32) {
+        if let Some(hook) = &self.on_segment {
+            (hook.0)(index);
+        }
+    }
+
     /// Stop: the run ends with [`PipelineError::Cancelled`].
     pub fn cancel(&self) {
         self.steering.lock().unwrap().cancel = true;
@@ -228,15 +252,7 @@ pub fn run(
         info.frame_rate.as_f64(),
     );
 
-    let mut promoter = Promoter::new(
-        tools,
-        &spec.hls_dir,
-        &spec.playlist_name,
-        spec.segment_seconds,
-        info.frame_rate.as_f64(),
-        spec.start_segment,
-        spec.min_free_bytes,
-    );
+    let mut promoter = Promoter::new(tools, control, spec, info.frame_rate.as_f64());
     std::fs::create_dir_all(promoter.staging())
         .map_err(|e| PipelineError::Io(format!("creating {}", promoter.staging().display()), e))?;
 

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{segment_index, segment_name, PipelineError};
+use super::{segment_index, segment_name, Control, PipelineError, PipelineSpec};
 use crate::disk;
 use crate::hls::write;
 use crate::media::{check, Tools};
@@ -16,6 +16,7 @@ pub const STAGING: &str = ".incoming";
 
 pub(super) struct Promoter<'a> {
     tools: &'a Tools,
+    control: &'a Control,
     staging: PathBuf,
     hls_dir: PathBuf,
     playlist: PathBuf,
@@ -41,22 +42,20 @@ pub(super) enum Ending {
 impl<'a> Promoter<'a> {
     pub fn new(
         tools: &'a Tools,
-        hls_dir: &Path,
-        playlist_name: &str,
-        segment_seconds: u32,
+        control: &'a Control,
+        spec: &PipelineSpec,
         frame_rate: f64,
-        first: u32,
-        min_free: u64,
     ) -> Promoter<'a> {
         Promoter {
             tools,
-            staging: hls_dir.join(STAGING),
-            hls_dir: hls_dir.to_path_buf(),
-            playlist: hls_dir.join(playlist_name),
-            segment_seconds,
+            control,
+            staging: spec.hls_dir.join(STAGING),
+            hls_dir: spec.hls_dir.clone(),
+            playlist: spec.hls_dir.join(&spec.playlist_name),
+            segment_seconds: spec.segment_seconds,
             frame_rate,
-            first,
-            min_free,
+            first: spec.start_segment,
+            min_free: spec.min_free_bytes,
             made: Vec::new(),
         }
     }
@@ -182,6 +181,7 @@ impl<'a> Promoter<'a> {
                 .map_err(|e| PipelineError::Io(format!("moving {name} into place"), e))?;
         }
         self.made.push(frames);
+        self.control.segment_landed(index);
         self.write_playlist(false)
     }
 

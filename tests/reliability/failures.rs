@@ -53,7 +53,14 @@ fn an_encoder_killed_mid_run_fails_the_job_cleanly_and_a_retry_completes_it_exac
     daemon.wait_job(&id, Duration::from_secs(60), |j| {
         j["segments"].as_u64() >= Some(2)
     });
-    let encoders = processes_mentioning("encoder.m3u8");
+    // This job's encoder alone: it names the source (for its audio) and the tee muxer.
+    let encoders: Vec<u32> = processes_mentioning(source.to_str().unwrap())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(5).any(|w| w == b"\0tee\0"))
+        })
+        .collect();
     assert!(!encoders.is_empty(), "the encoder runs");
     for pid in encoders {
         let _ = std::process::Command::new("kill")
@@ -61,15 +68,13 @@ fn an_encoder_killed_mid_run_fails_the_job_cleanly_and_a_retry_completes_it_exac
             .status();
     }
     let failed = daemon.wait_job(&id, Duration::from_secs(60), settled);
-    // Killed right at its end, the run may also have finished first.
-    if failed["state"] == "failed" {
-        let error = failed["error"].as_str().unwrap();
-        assert!(error.contains("encoder ffmpeg"), "{error}");
-        assert_segments_whole(&job_dir);
-        assert_final_decodes(&failed);
-        assert!(!Path::new(failed["output"].as_str().unwrap()).exists());
-        assert_eq!(job_id(&daemon.trigger_path(&source)), id);
-    }
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("encoder ffmpeg"), "{error}");
+    assert_segments_whole(&job_dir);
+    assert_final_decodes(&failed);
+    assert!(!Path::new(failed["output"].as_str().unwrap()).exists());
+    assert_eq!(job_id(&daemon.trigger_path(&source)), id);
     let job = daemon.wait_complete(&id);
     assert_exact(&job, &job_dir, 120);
 }
