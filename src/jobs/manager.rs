@@ -24,8 +24,11 @@ use crate::upscale::{self, EngineOptions};
 
 /// The playlist the encoder keeps for itself; viewers get the ones liveup writes.
 const ENCODER_PLAYLIST: &str = "encoder.m3u8";
-/// How often throttling and session expiry are looked at.
-const SUPERVISOR_TICK: Duration = Duration::from_millis(200);
+/// Throttling follows viewers' requests and segments landing as they happen; the supervisor
+/// only wakes for the next session to expire, this often while jobs wait for disk space, and
+/// at least this often to notice the manager is gone.
+const SPACE_RECHECK: Duration = Duration::from_secs(1);
+const SUPERVISOR_IDLE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -100,6 +103,8 @@ pub struct JobManager {
     state: Mutex<State>,
     /// Signalled whenever a job thread ends, for `shutdown`.
     idle: Condvar,
+    /// Wakes the supervisor early (shutdown).
+    supervisor: Condvar,
     pub counters: Counters,
 }
 
@@ -174,6 +179,7 @@ impl JobManager {
             tools,
             state: Mutex::new(State::default()),
             idle: Condvar::new(),
+            supervisor: Condvar::new(),
             counters: Counters::default(),
         })
     }
@@ -209,23 +215,38 @@ impl JobManager {
         resumed
     }
 
-    /// Starts the thread that throttles jobs and expires sessions.
+    /// Starts the thread that expires sessions and lets jobs held for disk space go on.
     pub fn start_supervisor(self: &Arc<Self>) {
         let manager = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("job-supervisor".into())
             .spawn(move || loop {
-                std::thread::sleep(SUPERVISOR_TICK);
                 let Some(manager) = manager.upgrade() else {
                     return;
                 };
-                let (shutting_down, held_for_space) = {
+                let held_for_space = {
                     let state = manager.state.lock().unwrap();
-                    (state.shutting_down, state.low_space.is_some())
+                    let now = Instant::now();
+                    let mut wake = now + SUPERVISOR_IDLE;
+                    if let Some(expiry) =
+                        state.sessions.next_expiry(manager.settings.session_timeout)
+                    {
+                        wake = wake.min(expiry + Duration::from_millis(10));
+                    }
+                    if state.low_space.is_some() {
+                        wake = wake.min(now + SPACE_RECHECK);
+                    }
+                    let (state, _) = manager
+                        .supervisor
+                        .wait_timeout_while(state, wake.saturating_duration_since(now), |s| {
+                            !s.shutting_down
+                        })
+                        .unwrap();
+                    if state.shutting_down {
+                        return;
+                    }
+                    state.low_space.is_some()
                 };
-                if shutting_down {
-                    return;
-                }
                 manager.supervise();
                 if held_for_space {
                     manager.schedule();
@@ -570,6 +591,7 @@ impl JobManager {
     pub fn shutdown(&self) {
         let mut state = self.state.lock().unwrap();
         state.shutting_down = true;
+        self.supervisor.notify_all();
         for entry in state.jobs.values() {
             if entry.record.state == JobState::Running {
                 entry.control.cancel();
@@ -736,6 +758,7 @@ impl JobManager {
             entry.made.insert(index);
             entry.landed.send_modify(|landed| *landed += 1);
         }
+        self.throttle(&mut state, id);
     }
 
     /// Wakes whoever waits on job `id`'s segments each time one lands (`None`: no such job).

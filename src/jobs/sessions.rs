@@ -75,6 +75,11 @@ impl Sessions {
         self.by_id.get(id)
     }
 
+    /// When the next session runs out, if any.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.by_id.values().map(|s| s.last_seen + timeout).min()
+    }
+
     /// Removes sessions idle for longer than `timeout`; returns them.
     pub fn expire(&mut self, timeout: Duration) -> Vec<Session> {
         let expired: Vec<String> = self
