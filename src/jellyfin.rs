@@ -151,6 +151,19 @@ impl JellyfinError {
         }
     }
 
+    /// Whether liveup's configuration is the problem (the URL or the API key), which only an
+    /// operator can fix: no retry helps.
+    pub fn is_configuration_problem(&self) -> bool {
+        matches!(
+            self,
+            JellyfinError::HttpsUnsupported { .. }
+                | JellyfinError::InvalidUrl { .. }
+                | JellyfinError::InvalidApiKey { .. }
+                | JellyfinError::Unauthorized { .. }
+                | JellyfinError::Redirect { .. }
+        )
+    }
+
     /// Whether the item itself is the problem (unknown, or not a local file) rather than the
     /// link to Jellyfin (configuration, network, server).
     pub fn is_item_problem(&self) -> bool {

@@ -172,8 +172,23 @@ fn bad_requests_get_clear_errors() {
     assert!(body["message"].as_str().unwrap().contains("JSON"), "{body}");
     let (status, body) = error(br#"{"Item":{"Name":"no path"}}"#);
     assert_eq!(status, 400, "{body}");
-    let (status, _) = error(&vec![b' '; 65 * 1024]);
-    assert_eq!(status, 413);
+    // The size is refused from Content-Length alone, before the body: sending the body too
+    // would race the server closing the connection.
+    let oversized = {
+        use std::io::{Read, Write};
+        let address = daemon.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST /upscale-trigger HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n",
+            65 * 1024
+        )
+        .unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert_eq!(oversized, "HTTP/1.1 413");
     let path = |p: &Path| serde_json::json!({ "path": p }).to_string().into_bytes();
     assert_eq!(error(&path(&layout.media.join("missing.mkv"))).0, 404);
     assert_eq!(
@@ -185,7 +200,10 @@ fn bad_requests_get_clear_errors() {
     assert_eq!(error(br#"{"path":"film.mkv"}"#).0, 400);
     let (status, body) =
         error(br#"{"NotificationType":"PlaybackStart","ItemId":"abc123","ItemType":"Movie"}"#);
-    assert_eq!(status, 503, "no Jellyfin configured: {body}");
+    assert_eq!(status, 501, "no Jellyfin configured: {body}");
+    assert_eq!(body["error"], "jellyfin_not_configured");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("jellyfin_url") && message.contains("jellyfin_api_key"));
     assert_eq!(daemon.get("/api/jobs/nope").status, 404);
     assert_eq!(
         daemon.get("/hls-status/unknown.mkv").json()["status"],

@@ -89,9 +89,13 @@ async fn start(
         Target::Path(path) => (path, trigger.name),
         Target::JellyfinItem(item_id) => {
             let client = state.jellyfin.clone().ok_or_else(|| {
-                ApiError::unavailable(
+                ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
                     "jellyfin_not_configured",
-                    "this body names a Jellyfin item; set jellyfin_url and jellyfin_api_key",
+                    "this body names a Jellyfin item, and this liveup cannot look items up: set \
+                     jellyfin_url and jellyfin_api_key in its configuration file (or \
+                     LIVEUP_JELLYFIN_URL and LIVEUP_JELLYFIN_API_KEY) and restart it, or send \
+                     the file's path ({\"path\": …})",
                 )
                 .reject()
             })?;
@@ -101,6 +105,8 @@ async fn start(
                 .map_err(|e| {
                     let status = if e.is_item_problem() {
                         StatusCode::NOT_FOUND
+                    } else if e.is_configuration_problem() {
+                        StatusCode::NOT_IMPLEMENTED
                     } else {
                         StatusCode::BAD_GATEWAY
                     };

@@ -58,7 +58,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         let state = Arc::clone(&state);
         warp::any().map(move || Arc::clone(&state))
     };
-    let guarded = authorized(Arc::clone(&state));
+    let guarded = authorized(state.config.token.clone());
 
     let trigger = warp::path!("upscale-trigger")
         .and(warp::post())
@@ -141,9 +141,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .boxed()
 }
 
-/// Beyond loopback the control endpoints need the shared token, as the `X-Liveup-Token` header
-/// or a `token` query parameter.
-fn authorized(state: Arc<AppState>) -> BoxedFilter<()> {
+/// When `token` is set, the control endpoints need it, as the `X-Liveup-Token` header or a
+/// `token` query parameter, on every bind: a loopback bind is no fence when a proxy on the same
+/// machine (the shipped nginx) forwards requests to it. Beyond loopback it must be set.
+fn authorized(token: Option<String>) -> BoxedFilter<()> {
+    let token: Option<Arc<str>> = token.map(Arc::from);
     let query = warp::query::<HashMap<String, String>>()
         .or(warp::any().map(HashMap::new))
         .unify();
@@ -151,18 +153,15 @@ fn authorized(state: Arc<AppState>) -> BoxedFilter<()> {
         .and(query)
         .and_then(
             move |header: Option<String>, query: HashMap<String, String>| {
-                let state = Arc::clone(&state);
+                let token = token.clone();
                 async move {
-                    if !state.config.requires_token() {
+                    let Some(expected) = token.as_deref() else {
                         return Ok::<(), Rejection>(());
-                    }
-                    let expected = state.config.token.as_deref().unwrap_or_default();
+                    };
                     let given = header
                         .or_else(|| query.get("token").cloned())
                         .unwrap_or_default();
-                    if !expected.is_empty()
-                        && constant_time_eq(given.as_bytes(), expected.as_bytes())
-                    {
+                    if tokens_match(&given, expected) {
                         Ok(())
                     } else {
                         Err(ApiError::new(
@@ -202,8 +201,14 @@ pub fn viewer() -> BoxedFilter<(String,)> {
         .boxed()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares digests in constant time, so neither the token's bytes nor its length leak
+/// through the time an answer takes.
+fn tokens_match(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    bool::from(given.ct_eq(&expected))
 }
 
 /// Runs the server until `shutdown` resolves; returns the address it listened on via `bound`.
@@ -222,4 +227,54 @@ pub async fn serve(
     bound(address);
     server.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status(token: Option<&str>, path: &str, header: Option<&str>) -> u16 {
+        let filter = authorized(token.map(String::from))
+            .map(warp::reply)
+            .recover(errors::recover);
+        let mut request = warp::test::request().path(path);
+        if let Some(header) = header {
+            request = request.header("x-liveup-token", header);
+        }
+        request.reply(&filter).await.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_set_token_is_required_whatever_the_bind() {
+        assert_eq!(status(Some("s3cret"), "/api/jobs", None).await, 401);
+        assert_eq!(
+            status(Some("s3cret"), "/api/jobs", Some("wrong")).await,
+            401
+        );
+        assert_eq!(
+            status(Some("s3cret"), "/api/jobs", Some("s3cre")).await,
+            401
+        );
+        assert_eq!(
+            status(Some("s3cret"), "/api/jobs?token=nope", None).await,
+            401
+        );
+        assert_eq!(
+            status(Some("s3cret"), "/api/jobs", Some("s3cret")).await,
+            200
+        );
+        assert_eq!(
+            status(Some("s3cret"), "/api/jobs?token=s3cret", None).await,
+            200
+        );
+        assert_eq!(status(None, "/api/jobs", None).await, 200);
+    }
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(tokens_match("abc", "abc"));
+        assert!(!tokens_match("abc", "abd"));
+        assert!(!tokens_match("", "abc"));
+        assert!(!tokens_match("abcd", "abc"));
+    }
 }

@@ -116,7 +116,7 @@ fn cross_origin(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(from_browser())
         .and(
-            super::authorized(Arc::clone(&state))
+            super::authorized(state.config.token.clone())
                 .and(warp::body::content_length_limit(webhook::MAX_BODY_BYTES))
                 .and(warp::body::bytes())
                 .and(with_state.clone())
@@ -129,7 +129,7 @@ fn cross_origin(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(from_browser())
         .and(
-            super::authorized(Arc::clone(&state))
+            super::authorized(state.config.token.clone())
                 .and(warp::body::content_length_limit(webhook::MAX_BODY_BYTES))
                 .and(warp::body::bytes())
                 .and(super::viewer())
@@ -194,7 +194,7 @@ fn from_browser() -> BoxedFilter<()> {
 /// The token check of the control endpoints, as the refusal to send (`None`: allowed), so that
 /// the refusal can carry CORS headers and the script can read it.
 fn denied(state: Arc<AppState>) -> BoxedFilter<(Option<Response>,)> {
-    super::authorized(state)
+    super::authorized(state.config.token.clone())
         .map(|| None)
         .recover(|rejection: Rejection| async move {
             Ok::<_, Infallible>(Some(settle(Err(rejection)).await))
