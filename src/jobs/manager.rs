@@ -418,6 +418,7 @@ impl JobManager {
                 JobState::Queued | JobState::Stopped => {
                     entry.record.state = JobState::Cancelled;
                     entry.record.updated_at = now_seconds();
+                    entry.landed.send_modify(|landed| *landed += 1);
                     let saving = entry.next_save();
                     state.queue.retain(|(_, _, queued)| queued != id);
                     Some(saving)
@@ -767,6 +768,12 @@ impl JobManager {
         state.jobs.get(id).map(|e| e.landed.subscribe())
     }
 
+    /// Whether segment `index` of job `id` is made.
+    pub fn is_made(&self, id: &str, index: u32) -> bool {
+        let state = self.state.lock().unwrap();
+        state.jobs.get(id).is_some_and(|e| e.made.contains(&index))
+    }
+
     /// The segments of job `id` made so far.
     pub fn made(&self, id: &str) -> Option<BTreeSet<u32>> {
         let state = self.state.lock().unwrap();
@@ -809,6 +816,8 @@ impl JobManager {
                 }
                 record.updated_at = now_seconds();
                 saving = Some(entry.next_save());
+                // Whoever waits for a segment learns of a failure at once.
+                entry.landed.send_modify(|landed| *landed += 1);
             }
             if let Some(low) = space_pause.clone().filter(|_| stop.is_none()) {
                 let record = state.jobs.get(&id).map(|e| e.record.clone());

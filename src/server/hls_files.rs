@@ -521,7 +521,15 @@ pub fn preflight() -> Response {
 
 /// A small JSON error body `{"error": code, "message": message}` with the CORS headers.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    json_answer(
+        status,
+        serde_json::json!({ "error": code, "message": message }),
+    )
+}
+
+/// A JSON body with the headers of every HLS answer (CORS, never cached).
+pub fn json_answer(status: StatusCode, body: serde_json::Value) -> Response {
+    let body = body.to_string();
     let mut headers = HeaderMap::new();
     set_cors(&mut headers);
     put(&mut headers, header::CONTENT_TYPE, "application/json");

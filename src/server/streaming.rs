@@ -1,8 +1,11 @@
 //! What viewers of a daemon job get under `/hls/{job}/`: the playlists liveup writes from the
-//! segments on disk (`index.m3u8`, the whole film up front; `stream.m3u8`, the growing one) and
+//! segments made (`index.m3u8`, the whole film up front; `stream.m3u8`, the growing one) and
 //! segments that may not be made yet. Every request refreshes the viewer's session. A segment
-//! not made yet is waited for (bounded), then answered 503 with Retry-After — never a 2xx without
-//! the segment (hls.js would play the body) and never a 404 (hls.js would not retry).
+//! not made yet is waited for (bounded; woken the moment it lands), then answered 503 with
+//! Retry-After — never a 2xx without the segment (hls.js would play the body) and never a 404
+//! (hls.js would not retry). A job that failed or was cancelled answers 410 with its error:
+//! hls.js treats a 4xx on a playlist or fragment as fatal and does not retry it, so players stop
+//! instead of retrying forever.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +19,8 @@ use warp::{Filter, Rejection};
 use super::hls_files::{self, FileKind};
 use super::AppState;
 use crate::hls::write;
-use crate::jobs::SegmentState;
+use crate::jobs::{JobState, JobView, SegmentState};
 use crate::pipeline::segment_index;
-
-const POLL: Duration = Duration::from_millis(100);
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let with_state = warp::any().map(move || Arc::clone(&state));
@@ -41,10 +42,12 @@ async fn handle(
     viewer: String,
     state: Arc<AppState>,
 ) -> Result<Response, Rejection> {
-    let known = state.manager.get(&job).is_some();
     let ours = file == "index.m3u8" || file == "stream.m3u8" || segment_index(&file).is_some();
-    if !known || !ours {
+    let Some(view) = state.manager.get(&job).filter(|_| ours) else {
         return Err(warp::reject::not_found());
+    };
+    if let Some(gone) = ended(&view) {
+        return Ok(gone);
     }
     let segment = segment_index(&file);
     let session = state.manager.viewer_request(&job, &viewer, segment);
@@ -73,7 +76,7 @@ async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &M
     let text = if file == "index.m3u8" {
         write::vod(count, seconds, total)
     } else {
-        let made = crate::jobs::manager::segments_on_disk(&state.manager.job_dir(job));
+        let made = state.manager.made(job).unwrap_or_default();
         let ready = (0..).take_while(|i| made.contains(i)).count() as u32;
         write::event(ready, count, seconds, total)
     };
@@ -103,23 +106,37 @@ async fn segment_reply(
     headers: &HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let limit = Duration::from_secs(state.config.segment_wait_seconds);
-    loop {
-        let manager = Arc::clone(&state.manager);
-        let id = job.to_string();
-        let found = tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
-            .await
-            .unwrap_or(SegmentState::Never);
-        match found {
-            SegmentState::Ready(_) => break,
-            SegmentState::Never => {
-                return hls_files::json_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such segment in this film",
-                )
+    let deadline = started + Duration::from_secs(state.config.segment_wait_seconds);
+    // Subscribed before looking, so a segment landing in between is not missed.
+    let Some(mut landed) = state.manager.segment_events(job) else {
+        return hls_files::not_found();
+    };
+    let manager = Arc::clone(&state.manager);
+    let id = job.to_string();
+    let found = tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
+        .await
+        .unwrap_or(SegmentState::Never);
+    match found {
+        SegmentState::Ready(_) => {}
+        SegmentState::Never => {
+            if let Some(gone) = state.manager.get(job).as_ref().and_then(ended) {
+                return gone;
             }
-            SegmentState::Pending if started.elapsed() >= limit => {
+            return hls_files::json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such segment in this film",
+            );
+        }
+        SegmentState::Pending => loop {
+            let woken = tokio::time::timeout_at(deadline.into(), landed.changed()).await;
+            if state.manager.is_made(job, index) {
+                break;
+            }
+            if let Some(gone) = state.manager.get(job).as_ref().and_then(ended) {
+                return gone;
+            }
+            if !matches!(woken, Ok(Ok(()))) {
                 state.manager.record_wait(started.elapsed());
                 let mut response = hls_files::json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -131,8 +148,7 @@ async fn segment_reply(
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
                 return response;
             }
-            SegmentState::Pending => tokio::time::sleep(POLL).await,
-        }
+        },
     }
     state.manager.record_wait(started.elapsed());
     let root = &state.config.hls_root;
@@ -143,4 +159,22 @@ async fn segment_reply(
         Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
         Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
     }
+}
+
+/// The answer for a job that will make no more segments: 410 with its state and error.
+fn ended(view: &JobView) -> Option<Response> {
+    let (code, message) = match view.state {
+        JobState::Failed => (
+            "job_failed",
+            view.error
+                .clone()
+                .unwrap_or_else(|| "the job failed".into()),
+        ),
+        JobState::Cancelled => ("job_cancelled", "the job was cancelled".to_string()),
+        _ => return None,
+    };
+    Some(hls_files::json_answer(
+        StatusCode::GONE,
+        serde_json::json!({ "error": code, "message": message, "state": view.state }),
+    ))
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod disk;
+mod failed_jobs;
 mod failures;
 mod seams;
 
