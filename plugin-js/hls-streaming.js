@@ -17,7 +17,8 @@
  *  4. switches the <video> to the upscaled HLS stream with hls.js (native HLS where there is no
  *     MediaSource, i.e. iOS Safari), automatically or once the viewer accepts a small prompt,
  *     keeping the position and the play/pause state;
- *  5. on a fatal playback error puts the original source back at the current position.
+ *  5. on a fatal playback error puts the original source back at the current position, and when
+ *     the upscaling job failed or was cancelled (liveup answers 410) tells the viewer why.
  * window.liveup exposes the state for debugging; every change is also a `liveup:state` event on
  * window.
  */
@@ -65,6 +66,8 @@
       videoRoute: '#/video',
       // Extra hls.js settings.
       hlsConfig: {},
+      // How long a notice to the viewer (why the upscaled version went away) stays up (ms).
+      noticeTimeout: 10000,
       // Log every step to the console.
       debug: false,
     },
@@ -213,6 +216,7 @@
     clearTimeout(s.timer);
     clearInterval(s.stallTimer);
     removePrompt(s);
+    removeNotice(s);
     if (s.hls) {
       try {
         s.hls.destroy();
@@ -268,7 +272,7 @@
     var form = { NotificationType: 'PlaybackStart', ItemId: s.itemId };
     request('POST', '/upscale-trigger', JSON.stringify(form))
       .then(function (reply) {
-        if (reply.status === 503 && reply.json && reply.json.error === 'jellyfin_not_configured') {
+        if (reply.json && reply.json.error === 'jellyfin_not_configured') {
           return askWithPath(s);
         }
         return reply;
@@ -316,7 +320,9 @@
           var complete = job.state === 'complete';
           s.info.readySeconds = ready;
           if (job.state === 'failed' || job.state === 'cancelled') {
-            return setState(s, 'gave_up', { reason: 'upscaling ' + job.state + (job.error ? ': ' + job.error : '') });
+            var why = jobEndReason(job);
+            showNotice(s, 'No upscaled version of this film: ' + why);
+            return setState(s, 'gave_up', { reason: why });
           }
           // Not before Jellyfin's own source plays: it would replace ours, and there would be
           // nothing to go back to.
@@ -411,6 +417,59 @@
     s.prompt = null;
   }
 
+  // ---- telling the viewer why ---------------------------------------------------------------
+
+  function showNotice(s, text) {
+    removeNotice(s);
+    var box = document.createElement('div');
+    box.className = 'liveup-notice';
+    box.setAttribute('role', 'status');
+    box.style.cssText =
+      'position:fixed;right:1.5em;bottom:6em;z-index:100000;max-width:26em;padding:.9em 1em;' +
+      'background:rgba(20,20,20,.92);color:#fff;border-radius:.5em;font:14px/1.4 sans-serif;' +
+      'box-shadow:0 .3em 1.2em rgba(0,0,0,.5)';
+    box.textContent = text;
+    document.body.appendChild(box);
+    s.notice = box;
+    if (CONFIG.noticeTimeout > 0) {
+      setTimeout(function () {
+        if (s.notice === box) removeNotice(s);
+      }, CONFIG.noticeTimeout);
+    }
+  }
+
+  function removeNotice(s) {
+    if (s.notice && s.notice.parentNode) s.notice.parentNode.removeChild(s.notice);
+    s.notice = null;
+  }
+
+  function jobEndReason(job) {
+    if (job.state === 'cancelled') return 'the upscaling was cancelled';
+    return 'the upscaling failed' + (job.error ? ' (' + job.error + ')' : '');
+  }
+
+  // The upscaled stream broke: if that is because its job failed or was cancelled (liveup then
+  // answers 410 for its playlists and segments), say so; either way, back to the original.
+  function streamBroke(s, reason) {
+    if (session !== s || s.state === 'fallback') return;
+    var id = s.job && s.job.job_id;
+    if (!id) return fallback(s, reason);
+    request('GET', '/api/jobs/' + encodeURIComponent(id))
+      .then(function (reply) {
+        var job = reply.ok && reply.json;
+        if (job && (job.state === 'failed' || job.state === 'cancelled')) {
+          var why = jobEndReason(job);
+          fallback(s, why);
+          showNotice(s, 'Back to the original: ' + why);
+        } else {
+          fallback(s, reason);
+        }
+      })
+      .catch(function () {
+        fallback(s, reason);
+      });
+  }
+
   // ---- switching ----------------------------------------------------------------------------
 
   function loadHlsJs() {
@@ -475,7 +534,7 @@
         });
       })
       .catch(function (error) {
-        fallback(s, String((error && error.message) || error));
+        streamBroke(s, String((error && error.message) || error));
       });
   }
 
@@ -492,10 +551,15 @@
       });
       hls.on(Hls.Events.ERROR, function (event, data) {
         log('hls.js error', data && data.type, data && data.details, data && data.fatal ? 'fatal' : '');
-        if (!data || !data.fatal) return;
-        var reason = data.type + ': ' + data.details;
+        // hls.js does not retry a 4xx (utils/error-helper.ts, retryForHttpStatus), yet a
+        // fragment's 4xx is not fatal with a single level: it would just wait. liveup's 410
+        // means the job ended, so it ends the upscaled stream here.
+        var gone = !!(data && data.response && data.response.code === 410);
+        if (!data || (!data.fatal && !gone)) return;
+        var reason = gone ? 'the upscaled stream is gone (HTTP 410)' : data.type + ': ' + data.details;
         reject(new Error(reason));
-        fallback(s, reason);
+        if (s.hls) s.hls.stopLoad();
+        streamBroke(s, reason);
       });
       hls.loadSource(url);
       hls.attachMedia(s.video);
@@ -505,7 +569,7 @@
   function attachNative(s, url) {
     s.onNativeError = function () {
       var error = s.video.error;
-      fallback(s, 'media error ' + (error ? error.code : '?'));
+      streamBroke(s, 'media error ' + (error ? error.code : '?'));
     };
     s.video.addEventListener('error', s.onNativeError);
     s.video.src = url;
@@ -565,7 +629,7 @@
         since = Date.now();
       } else if (Date.now() - since > CONFIG.stallTimeout) {
         clearInterval(s.stallTimer);
-        fallback(s, 'the upscaled stream stalled at ' + last.toFixed(1) + ' s');
+        streamBroke(s, 'the upscaled stream stalled at ' + last.toFixed(1) + ' s');
       }
     }, 500);
   }

@@ -25,13 +25,15 @@ const ORIGINAL: (u32, u32) = (96, 54);
 /// The default model doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
 const NODE_LIMIT: Duration = Duration::from_secs(150);
-const TESTS: [&str; 7] = [
+const TESTS: [&str; 9] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
     "broken_stream_falls_back_to_the_original",
     "missing_segments_fall_back_after_start_timeout",
     "gives_up_after_max_retries_without_coverage",
+    "a_job_failing_while_switched_restores_the_original_and_says_why",
+    "a_failed_job_is_never_offered_and_the_viewer_is_told",
     "status_page_lists_jobs_plays_them_and_shows_before_after",
 ];
 

@@ -304,6 +304,59 @@ test('gives_up_after_max_retries_without_coverage', async (tab) => {
   return { reason: gaveUp.reason };
 }, { item: FRESH, config: { autoSwitch: true, safetyMargin: 100000, maxRetries: 6, checkInterval: 200 } });
 
+// The job behind the stream fails while it plays: liveup then answers 410 with the job's error
+// for its playlists and segments (tests/reliability/failed_jobs.rs checks the daemon's side),
+// and reports the job failed. The routes below give the page exactly those answers.
+const FAILURE = 'segment_00009.ts came out damaged: it is empty (0 MiB free on its disk: full disk?)';
+const failedJob = (route) => route.fulfill({
+  status: 200, contentType: 'application/json', headers: { 'Access-Control-Allow-Origin': '*' },
+  body: JSON.stringify({ job_id: liveJob.job_id, state: 'failed', error: FAILURE }),
+});
+const gone = (route) => route.fulfill({
+  status: 410, contentType: 'application/json', headers: { 'Access-Control-Allow-Origin': '*' },
+  body: JSON.stringify({ error: 'job_failed', message: FAILURE, state: 'failed' }),
+});
+
+test('a_job_failing_while_switched_restores_the_original_and_says_why', async (tab) => {
+  const switched = await waitForState(tab, 'switched');
+  await tab.route('**/hls/**', gone);
+  await tab.route('**/api/jobs/**', failedJob);
+  // hls.js drops what it buffered ahead: the next fragment it asks for gets the 410.
+  await tab.evaluate(() => { const v = document.querySelector('video.htmlvideoplayer'); v.currentTime += 0.05; });
+  const failure = await waitForState(tab, 'fallback', 30000);
+  expect(failure.reason.includes(FAILURE), 'fell back without the job\'s reason', failure);
+  const restored = await waitForState(tab, 'fallback', 15000, (s) => s.restoredAt !== undefined);
+  const now = await waitFor('the original to play again', 15000, async () => {
+    const p = await player(tab);
+    return !p.paused && p.readyState >= 2 && p.videoWidth === WIDTHS.original ? p : null;
+  });
+  expect(!now.src.startsWith('blob:'), 'still on the upscaled stream', now);
+  expect(Math.abs(restored.restoredAt - switched.currentTime) < 15, 'restored far from where it played', { restored, switched });
+  const notice = await tab.textContent('.liveup-notice');
+  expect(notice && notice.includes(FAILURE), 'the viewer was not told why', notice);
+  const all = await states(tab);
+  expect(all.filter((s) => s.state === 'switching').length === 1, 'switched again', all.map((s) => s.state));
+  await expectAdvancing(tab, 1);
+  return { reason: failure.reason, restoredAt: restored.restoredAt, notice };
+}, { start: 1, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+test('a_failed_job_is_never_offered_and_the_viewer_is_told', async (tab) => {
+  const gaveUp = await waitForState(tab, 'gave_up', 30000);
+  expect(gaveUp.reason.includes(FAILURE), 'gave up for another reason', gaveUp);
+  const all = await states(tab);
+  expect(!all.some((s) => s.state === 'switching' || s.state === 'prompting'), 'offered a failed job', all.map((s) => s.state));
+  const notice = await tab.waitForSelector('.liveup-notice', { timeout: 5000 });
+  const text = await notice.textContent();
+  expect(text.includes(FAILURE), 'the notice does not say why', text);
+  const now = await player(tab);
+  expect(!now.src.startsWith('blob:'), 'left the original', now);
+  await expectAdvancing(tab, 1);
+  return { reason: gaveUp.reason, notice: text };
+}, {
+  config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 },
+  prepare: (tab) => tab.route('**/api/jobs/**', failedJob),
+});
+
 test('status_page_lists_jobs_plays_them_and_shows_before_after', async (tab) => {
   const card = `.job[data-job-id="${tab.__jobId}"]`;
   await tab.waitForSelector(card, { timeout: 20000 });
