@@ -101,7 +101,10 @@ async fn start(
             })?;
             let item = tokio::task::spawn_blocking(move || client.resolve_item(&item_id))
                 .await
-                .map_err(|e| ApiError::unavailable("jellyfin", e.to_string()).reject())?
+                .map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                        .reject()
+                })?
                 .map_err(|e| {
                     let status = if e.is_item_problem() {
                         StatusCode::NOT_FOUND
@@ -115,13 +118,20 @@ async fn start(
             (item.path, trigger.name.or(item.name))
         }
     };
-    let source =
-        media_paths::authorize(&path, &state.config.media_roots).map_err(ApiError::reject)?;
     let manager = Arc::clone(&state.manager);
-    let submitted = tokio::task::spawn_blocking(move || manager.submit(&source, name, priority))
-        .await
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()).reject())?
-        .map_err(|e| ApiError::from(e).reject())?;
+    let roots = state.config.media_roots.clone();
+    // Resolving the path touches the file system: off the async workers, with the submission.
+    let submitted = tokio::task::spawn_blocking(move || {
+        let source = media_paths::authorize(&path, &roots)?;
+        manager
+            .submit(&source, name, priority)
+            .map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).reject()
+    })?
+    .map_err(ApiError::reject)?;
     Ok(Started {
         job: submitted.job,
         created: submitted.created,
