@@ -551,9 +551,10 @@
       });
       hls.on(Hls.Events.ERROR, function (event, data) {
         log('hls.js error', data && data.type, data && data.details, data && data.fatal ? 'fatal' : '');
-        // hls.js does not retry a 4xx (utils/error-helper.ts, retryForHttpStatus), yet a
-        // fragment's 4xx is not fatal with a single level: it would just wait. liveup's 410
-        // means the job ended, so it ends the upscaled stream here.
+        // With a single rendition hls.js 1.7 does not give up on a fragment's 4xx at once: it
+        // retries a VOD fragment six times with back-off (base-stream-controller.ts, the
+        // no-alternate branch) and skips a live one as a gap. liveup's 410 means the job ended
+        // for good, so the upscaled stream ends at the first one.
         var gone = !!(data && data.response && data.response.code === 410);
         if (!data || (!data.fatal && !gone)) return;
         var reason = gone ? 'the upscaled stream is gone (HTTP 410)' : data.type + ': ' + data.details;

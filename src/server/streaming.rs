@@ -3,9 +3,11 @@
 //! segments that may not be made yet. Every request refreshes the viewer's session. A segment
 //! not made yet is waited for (bounded; woken the moment it lands), then answered 503 with
 //! Retry-After — never a 2xx without the segment (hls.js would play the body) and never a 404
-//! (hls.js would not retry). A job that failed or was cancelled answers 410 with its error:
-//! hls.js treats a 4xx on a playlist or fragment as fatal and does not retry it, so players stop
-//! instead of retrying forever.
+//! (hls.js would not retry). A job that failed or was cancelled answers 410 with its error, for
+//! good: hls.js (1.7) fails at once on a first playlist load that gets a 4xx, but with a single
+//! rendition it retries a playlist reload twice and a VOD fragment six times with back-off
+//! (about 30 s) before giving up, and skips a live fragment as a gap; the browser script stops it
+//! on the first 410 instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,11 +68,16 @@ async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &M
     let id = job.to_string();
     let timeline = tokio::task::spawn_blocking(move || manager.timeline(&id)).await;
     let Ok(Ok((total, count))) = timeline else {
-        return hls_files::json_error(
+        // The job's run meets the same problem and fails it; the retry then gets the 410.
+        let mut response = hls_files::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "the source could not be read yet",
         );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        return response;
     };
     let seconds = state.config.segment_time;
     let text = if file == "index.m3u8" {

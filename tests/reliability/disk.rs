@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::daemon::{Daemon, Layout};
 use crate::common::{facts, Clip};
-use crate::{assert_final_decodes, assert_segments_whole, Tmpfs};
+use crate::{assert_final_decodes, assert_segments_whole, job_id, settled, Tmpfs};
 
 /// A film whose upscaled segments weigh about 100 KiB each, so a few MiB fill up mid-job.
 fn film(layout: &Layout, name: &str) -> PathBuf {
@@ -18,14 +18,6 @@ fn film(layout: &Layout, name: &str) -> PathBuf {
         ..Clip::default()
     }
     .make(&layout.media.join(name))
-}
-
-fn job_id(reply: &serde_json::Value) -> String {
-    reply["job_id"].as_str().unwrap().to_string()
-}
-
-fn settled(job: &serde_json::Value) -> bool {
-    job["state"] != "queued" && job["state"] != "running"
 }
 
 fn assert_whole_film(job: &serde_json::Value) {

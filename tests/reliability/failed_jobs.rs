@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::assert_final_decodes;
 use crate::common::daemon::{Daemon, Layout};
 use crate::common::Clip;
+use crate::{assert_final_decodes, job_id, settled};
 
 fn assert_gone(daemon: &Daemon, id: &str, code: &str, message: &str) {
     for file in [
@@ -43,13 +43,8 @@ fn a_failed_job_answers_410_with_its_error_and_is_not_restarted_by_viewers() {
     let source = layout.media.join("cut short.mkv");
     std::fs::write(&source, &bytes[..bytes.len() / 5]).unwrap();
     let daemon = Daemon::start(&layout.config("model = \"lanczos\""));
-    let id = daemon.trigger_path(&source)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let job = daemon.wait_job(&id, Duration::from_secs(60), |j| {
-        j["state"] != "queued" && j["state"] != "running"
-    });
+    let id = job_id(&daemon.trigger_path(&source));
+    let job = daemon.wait_job(&id, Duration::from_secs(60), settled);
     assert_eq!(job["state"], "failed", "{job}");
 
     assert_gone(&daemon, &id, "job_failed", "ends early");
@@ -78,10 +73,7 @@ fn a_cancelled_job_answers_410_and_a_waiting_request_learns_it_at_once() {
     // The AI model on the CPU: slow enough that segment 20 is far off.
     let daemon =
         Daemon::start(&layout.config("segment_wait_seconds = 30\njit_restart_seconds = 600"));
-    let id = daemon.trigger_path(&source)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = job_id(&daemon.trigger_path(&source));
     let waiting = {
         let url = format!("{}/hls/{id}/segment_00020.ts", daemon.url);
         std::thread::spawn(move || {

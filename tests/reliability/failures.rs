@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::daemon::{processes_mentioning, Daemon, Layout};
 use crate::common::{facts, Clip};
 use crate::seams::{assert_segments_in_sync, assert_strictly_increasing};
-use crate::{assert_final_decodes, assert_segments_whole};
+use crate::{assert_final_decodes, assert_segments_whole, job_id, settled};
 
 fn lanczos_daemon(layout: &Layout) -> Daemon {
     Daemon::start(&layout.config("model = \"lanczos\""))
@@ -21,14 +21,6 @@ fn film(layout: &Layout, name: &str, seconds: f64) -> std::path::PathBuf {
         ..Clip::default()
     }
     .make(&layout.media.join(name))
-}
-
-fn job_id(reply: &serde_json::Value) -> String {
-    reply["job_id"].as_str().unwrap().to_string()
-}
-
-fn settled(job: &serde_json::Value) -> bool {
-    job["state"] != "queued" && job["state"] != "running"
 }
 
 /// The decode check, monotonic timestamps in both streams, and A/V sync in every segment.

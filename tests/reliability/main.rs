@@ -79,6 +79,15 @@ impl Drop for Tmpfs {
     }
 }
 
+pub fn job_id(reply: &serde_json::Value) -> String {
+    reply["job_id"].as_str().unwrap().to_string()
+}
+
+/// The job will do nothing more by itself.
+pub fn settled(job: &serde_json::Value) -> bool {
+    job["state"] != "queued" && job["state"] != "running"
+}
+
 /// Whatever the job left as its final file decodes without one complaint.
 pub fn assert_final_decodes(job: &serde_json::Value) {
     let output = Path::new(job["output"].as_str().unwrap());
