@@ -80,7 +80,11 @@ fn prerequisites(plugin: &Path) -> PathBuf {
 #[test]
 fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
     if std::env::var_os("LIVEUP_SKIP_BROWSER_TESTS").is_some() {
-        eprintln!("browser tests skipped: LIVEUP_SKIP_BROWSER_TESTS is set");
+        assert!(
+            std::env::var_os("LIVEUP_NO_SKIPS").is_none(),
+            "LIVEUP_SKIP_BROWSER_TESTS and LIVEUP_NO_SKIPS are both set: scripts/test runs every test"
+        );
+        eprintln!("SKIPPED: browser tests, LIVEUP_SKIP_BROWSER_TESTS is set");
         return;
     }
     let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin-js");

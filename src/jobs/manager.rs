@@ -418,7 +418,7 @@ impl JobManager {
                 JobState::Queued | JobState::Stopped => {
                     entry.record.state = JobState::Cancelled;
                     entry.record.updated_at = now_seconds();
-                    entry.landed.send_modify(|landed| *landed += 1);
+                    entry.wake_waiters();
                     let saving = entry.next_save();
                     state.queue.retain(|(_, _, queued)| queued != id);
                     Some(saving)
@@ -757,7 +757,7 @@ impl JobManager {
         let mut state = self.state.lock().unwrap();
         if let Some(entry) = state.jobs.get_mut(id) {
             entry.made.insert(index);
-            entry.landed.send_modify(|landed| *landed += 1);
+            entry.wake_waiters();
         }
         self.throttle(&mut state, id);
     }
@@ -766,6 +766,15 @@ impl JobManager {
     pub fn segment_events(&self, id: &str) -> Option<watch::Receiver<u64>> {
         let state = self.state.lock().unwrap();
         state.jobs.get(id).map(|e| e.landed.subscribe())
+    }
+
+    /// Job `id`'s state and error, without building its whole view (asked on every request).
+    pub fn outcome(&self, id: &str) -> Option<(JobState, Option<String>)> {
+        let state = self.state.lock().unwrap();
+        state
+            .jobs
+            .get(id)
+            .map(|e| (e.record.state, e.record.error.clone()))
     }
 
     /// Whether segment `index` of job `id` is made.
@@ -817,7 +826,7 @@ impl JobManager {
                 record.updated_at = now_seconds();
                 saving = Some(entry.next_save());
                 // Whoever waits for a segment learns of a failure at once.
-                entry.landed.send_modify(|landed| *landed += 1);
+                entry.wake_waiters();
             }
             if let Some(low) = space_pause.clone().filter(|_| stop.is_none()) {
                 let record = state.jobs.get(&id).map(|e| e.record.clone());
@@ -1067,6 +1076,11 @@ impl Entry {
             version: self.version,
             saved: Arc::clone(&self.saved),
         }
+    }
+
+    /// Wakes the requests waiting on this job's segments: one landed, or none will.
+    fn wake_waiters(&self) {
+        self.landed.send_modify(|landed| *landed += 1);
     }
 
     fn halt(&mut self, why: Stop) {

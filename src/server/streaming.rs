@@ -21,7 +21,7 @@ use warp::{Filter, Rejection};
 use super::hls_files::{self, FileKind};
 use super::AppState;
 use crate::hls::write;
-use crate::jobs::{JobState, JobView, SegmentState};
+use crate::jobs::{JobState, SegmentState};
 use crate::pipeline::segment_index;
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -45,10 +45,10 @@ async fn handle(
     state: Arc<AppState>,
 ) -> Result<Response, Rejection> {
     let ours = file == "index.m3u8" || file == "stream.m3u8" || segment_index(&file).is_some();
-    let Some(view) = state.manager.get(&job).filter(|_| ours) else {
+    let Some(outcome) = state.manager.outcome(&job).filter(|_| ours) else {
         return Err(warp::reject::not_found());
     };
-    if let Some(gone) = ended(&view) {
+    if let Some(gone) = ended(outcome) {
         return Ok(gone);
     }
     let segment = segment_index(&file);
@@ -126,7 +126,7 @@ async fn segment_reply(
     match found {
         SegmentState::Ready(_) => {}
         SegmentState::Never => {
-            if let Some(gone) = state.manager.get(job).as_ref().and_then(ended) {
+            if let Some(gone) = state.manager.outcome(job).and_then(ended) {
                 return gone;
             }
             return hls_files::json_error(
@@ -140,7 +140,7 @@ async fn segment_reply(
             if state.manager.is_made(job, index) {
                 break;
             }
-            if let Some(gone) = state.manager.get(job).as_ref().and_then(ended) {
+            if let Some(gone) = state.manager.outcome(job).and_then(ended) {
                 return gone;
             }
             if !matches!(woken, Ok(Ok(()))) {
@@ -169,19 +169,17 @@ async fn segment_reply(
 }
 
 /// The answer for a job that will make no more segments: 410 with its state and error.
-fn ended(view: &JobView) -> Option<Response> {
-    let (code, message) = match view.state {
+fn ended((state, error): (JobState, Option<String>)) -> Option<Response> {
+    let (code, message) = match state {
         JobState::Failed => (
             "job_failed",
-            view.error
-                .clone()
-                .unwrap_or_else(|| "the job failed".into()),
+            error.unwrap_or_else(|| "the job failed".into()),
         ),
         JobState::Cancelled => ("job_cancelled", "the job was cancelled".to_string()),
         _ => return None,
     };
     Some(hls_files::json_answer(
         StatusCode::GONE,
-        serde_json::json!({ "error": code, "message": message, "state": view.state }),
+        serde_json::json!({ "error": code, "message": message, "state": state }),
     ))
 }

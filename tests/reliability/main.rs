@@ -25,7 +25,8 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` (and a loud line on stderr) where this machine does not let the tests mount one.
+    /// `None` (and a loud line on stderr) where this machine does not let the tests mount one;
+    /// a failure instead when `LIVEUP_NO_SKIPS` is set (`scripts/test`, hence CI, sets it).
     pub fn mount(kib: u64) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
@@ -37,17 +38,11 @@ impl Tmpfs {
                 path: dir.path().to_path_buf(),
                 _dir: dir,
             }),
-            Ok(out) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs to fill up (needs root or CAP_SYS_ADMIN): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount to make a tmpfs to fill up: {e}");
-                None
-            }
+            Ok(out) => skip(&format!(
+                "cannot mount a tmpfs to fill up (needs root or CAP_SYS_ADMIN): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => skip(&format!("cannot run mount to make a tmpfs to fill up: {e}")),
         }
     }
 
@@ -71,6 +66,15 @@ impl Tmpfs {
         std::fs::write(&filler, vec![0u8; size]).unwrap();
         filler
     }
+}
+
+fn skip(reason: &str) -> Option<Tmpfs> {
+    assert!(
+        std::env::var_os("LIVEUP_NO_SKIPS").is_none(),
+        "LIVEUP_NO_SKIPS is set and {reason}"
+    );
+    eprintln!("SKIPPED: {reason}");
+    None
 }
 
 impl Drop for Tmpfs {
