@@ -81,8 +81,8 @@ fn prerequisites(plugin: &Path) -> PathBuf {
 fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
     if std::env::var_os("LIVEUP_SKIP_BROWSER_TESTS").is_some() {
         assert!(
-            std::env::var_os("LIVEUP_NO_SKIPS").is_none(),
-            "LIVEUP_SKIP_BROWSER_TESTS and LIVEUP_NO_SKIPS are both set: scripts/test runs every test"
+            std::env::var_os("NO_SKIPPED_TESTS").is_none(),
+            "LIVEUP_SKIP_BROWSER_TESTS and NO_SKIPPED_TESTS are both set: scripts/test runs every test"
         );
         eprintln!("SKIPPED: browser tests, LIVEUP_SKIP_BROWSER_TESTS is set");
         return;

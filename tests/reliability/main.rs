@@ -26,7 +26,7 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     /// `None` (and a loud line on stderr) where this machine does not let the tests mount one;
-    /// a failure instead when `LIVEUP_NO_SKIPS` is set (`scripts/test`, hence CI, sets it).
+    /// a failure instead when `NO_SKIPPED_TESTS` is set (`scripts/test`, hence CI, sets it).
     pub fn mount(kib: u64) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
@@ -70,8 +70,8 @@ impl Tmpfs {
 
 fn skip(reason: &str) -> Option<Tmpfs> {
     assert!(
-        std::env::var_os("LIVEUP_NO_SKIPS").is_none(),
-        "LIVEUP_NO_SKIPS is set and {reason}"
+        std::env::var_os("NO_SKIPPED_TESTS").is_none(),
+        "NO_SKIPPED_TESTS is set and {reason}"
     );
     eprintln!("SKIPPED: {reason}");
     None
