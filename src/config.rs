@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::base_url::base_url;
 use crate::upscale::{models, DeviceChoice, EngineOptions, DEFAULT_MODEL};
 
 const ENV_PREFIX: &str = "LIVEUP_";
@@ -25,6 +26,9 @@ const ENV_PREFIX: &str = "LIVEUP_";
 /// `LIVEUP_*` variables that other parts of liveup read themselves; they are not config keys and
 /// pass without a warning. (`LIVEUP_ORT_LIBRARY` and `LIVEUP_MODELS_DIR` mean the same as the keys
 /// `ort_library` and `models_dir`, so they are read as those keys.)
+/// Keys read under an earlier name too: (earlier name, key).
+const RENAMED_KEYS: &[(&str, &str)] = &[("segment_time", "segment_seconds")];
+
 const NOT_CONFIG_ENV: &[&str] = &[
     "LIVEUP_LOG",
     "LIVEUP_FFMPEG",
@@ -54,7 +58,7 @@ pub struct Config {
     pub model: String,
     #[serde(with = "via_string")]
     pub device: DeviceChoice,
-    pub segment_time: u32,
+    pub segment_seconds: u32,
     pub max_jobs: usize,
     /// Library folders whose new films are upscaled without waiting for someone to press play.
     pub watch_dirs: Vec<PathBuf>,
@@ -92,7 +96,7 @@ impl Config {
             jellyfin_api_key: None,
             model: DEFAULT_MODEL.to_string(),
             device: DeviceChoice::Auto,
-            segment_time: 6,
+            segment_seconds: 6,
             max_jobs: 1,
             watch_dirs: Vec::new(),
             ort_library: None,
@@ -144,6 +148,19 @@ impl Config {
         if let Some(text) = toml_text {
             table =
                 toml::from_str(text).map_err(|error| syntax_error(&error, text, source_name))?;
+            for (old, key) in RENAMED_KEYS {
+                let Some(value) = table.remove(*old) else {
+                    continue;
+                };
+                if table.contains_key(*key) {
+                    return Err(ConfigError::Invalid {
+                        key: key.to_string(),
+                        origin: Source::File(source_name.to_string()),
+                        message: format!("given twice, also as `{old}` (its earlier name)"),
+                    });
+                }
+                table.insert(key.to_string(), value);
+            }
             if let Some(key) = table.keys().find(|key| !keys.contains(&key.as_str())) {
                 return Err(ConfigError::UnknownKey {
                     key: key.clone(),
@@ -162,7 +179,12 @@ impl Config {
             let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let Some(key) = keys.iter().find(|key| key.to_ascii_uppercase() == suffix) else {
+            let renamed = RENAMED_KEYS
+                .iter()
+                .find(|(old, _)| old.to_ascii_uppercase() == suffix)
+                .map(|(_, key)| key);
+            let current = keys.iter().find(|key| key.to_ascii_uppercase() == suffix);
+            let Some(key) = current.or(renamed) else {
                 if !NOT_CONFIG_ENV.contains(&name.as_str()) {
                     tracing::warn!("{name} is not a liveup setting; ignored");
                 }
@@ -183,10 +205,10 @@ impl Config {
     fn validate(&mut self, origins: &Origins) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| origins.invalid(key, message);
 
-        if !(1..=60).contains(&self.segment_time) {
-            let got = self.segment_time;
+        if !(1..=60).contains(&self.segment_seconds) {
+            let got = self.segment_seconds;
             return Err(invalid(
-                "segment_time",
+                "segment_seconds",
                 format!("must be 1 to 60 seconds, got {got}"),
             ));
         }
@@ -208,12 +230,12 @@ impl Config {
         }
         models::find(&self.model).map_err(|e| invalid("model", e.to_string()))?;
         self.public_url = if origins.given("public_url") {
-            http_url(&self.public_url).map_err(|m| invalid("public_url", m))?
+            base_url(&self.public_url).map_err(|m| invalid("public_url", m))?
         } else {
             default_public_url(self.bind)
         };
         if let Some(url) = &self.jellyfin_url {
-            self.jellyfin_url = Some(http_url(url).map_err(|m| invalid("jellyfin_url", m))?);
+            self.jellyfin_url = Some(base_url(url).map_err(|m| invalid("jellyfin_url", m))?);
         }
         for (key, value) in [
             ("token", &self.token),
@@ -482,24 +504,6 @@ fn default_public_url(bind: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, bind.port()))
 }
 
-/// URLs are joined with paths later (`{url}/hls/…`, `{url}/Items?…`), so they are stored without
-/// a trailing slash and may hold no query or fragment.
-fn http_url(text: &str) -> Result<String, String> {
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-        .ok_or_else(|| format!("must start with http:// or https://, got {text:?}"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("has no host: {text:?}"));
-    }
-    if text.contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
-        return Err(format!(
-            "must not contain spaces, a query or a fragment: {text:?}"
-        ));
-    }
-    Ok(text.trim_end_matches('/').to_string())
-}
-
 fn existing_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     paths
         .iter()
@@ -572,7 +576,7 @@ mod tests {
         assert_eq!(config.jellyfin_url, None);
         assert_eq!(config.model, DEFAULT_MODEL);
         assert_eq!(config.device, DeviceChoice::Auto);
-        assert_eq!(config.segment_time, 6);
+        assert_eq!(config.segment_seconds, 6);
         assert_eq!(config.max_jobs, 1);
         assert_eq!(config.tile_size, 720);
         assert!(!config.requires_token());
@@ -587,18 +591,18 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let (films, shows) = (subdir(&dir, "films"), subdir(&dir, "shows"));
         let file = format!(
-            "segment_time = 4\nmodel = \"lanczos\"\nmax_jobs = 3\ndevice = \"cpu\"\n\
+            "segment_seconds = 4\nmodel = \"lanczos\"\nmax_jobs = 3\ndevice = \"cpu\"\n\
              media_roots = [{films:?}]\ntoken = \"from-file\"\n"
         );
         let vars = [
-            ("LIVEUP_SEGMENT_TIME", "10"),
+            ("LIVEUP_SEGMENT_SECONDS", "10"),
             ("LIVEUP_MEDIA_ROOTS", shows.to_str().unwrap()),
             ("LIVEUP_DEVICE", "cuda:1"),
             ("LIVEUP_BIND", "0.0.0.0:9000"),
             ("LIVEUP_PUBLIC_URL", "https://films.example/liveup/"),
         ];
         let config = Config::from_parts(Some(&file), "liveup.toml", env(&dir, &vars)).unwrap();
-        assert_eq!(config.segment_time, 10);
+        assert_eq!(config.segment_seconds, 10);
         assert_eq!(config.media_roots, vec![shows]);
         assert_eq!(config.device, DeviceChoice::Cuda(1));
         assert_eq!(config.bind, "0.0.0.0:9000".parse().unwrap());
@@ -609,14 +613,31 @@ mod tests {
     }
 
     #[test]
+    fn the_segment_length_is_read_under_its_earlier_name_too() {
+        let dir = TempDir::new().unwrap();
+        assert_eq!(
+            from_file(&dir, "segment_time = 4\n")
+                .unwrap()
+                .segment_seconds,
+            4
+        );
+        let vars = [("LIVEUP_SEGMENT_TIME", "3")];
+        assert_eq!(from_env(&dir, &vars).unwrap().segment_seconds, 3);
+        let error = from_file(&dir, "segment_time = 4\nsegment_seconds = 6\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("`segment_seconds`"), "{message}");
+        assert!(message.contains("`segment_time`"), "{message}");
+    }
+
+    #[test]
     fn an_unknown_key_in_the_file_is_named() {
         let dir = TempDir::new().unwrap();
-        let error = from_file(&dir, "segment_time = 6\nsegmnt_time = 4\n").unwrap_err();
+        let error = from_file(&dir, "segment_seconds = 6\nsegmnt_time = 4\n").unwrap_err();
         assert!(matches!(&error, ConfigError::UnknownKey { key, .. } if key == "segmnt_time"));
         let message = error.to_string();
         assert!(message.contains("`segmnt_time`"), "{message}");
         assert!(message.contains("/etc/liveup.toml"), "{message}");
-        assert!(message.contains("segment_time"), "{message}");
+        assert!(message.contains("segment_seconds"), "{message}");
     }
 
     #[test]
@@ -628,10 +649,10 @@ mod tests {
             ("LIVEUP_FFPROBE", "/nowhere/ffprobe"),
             ("LIVEUP_DEPS_DIR", "/nowhere"),
             ("LIVEUP_NOT_A_SETTING", "x"),
-            ("LIVEUP_segment_time", "0"),
+            ("LIVEUP_segment_seconds", "0"),
             ("SEGMENT_TIME", "0"),
         ];
-        assert_eq!(from_env(&dir, &vars).unwrap().segment_time, 6);
+        assert_eq!(from_env(&dir, &vars).unwrap().segment_seconds, 6);
     }
 
     #[test]
@@ -682,10 +703,10 @@ mod tests {
         let url = ("LIVEUP_JELLYFIN_URL", "http://jellyfin:8096");
         let api_key = ("LIVEUP_JELLYFIN_API_KEY", "secret");
         let cases = [
-            (("LIVEUP_SEGMENT_TIME", "0"), None),
-            (("LIVEUP_SEGMENT_TIME", "61"), None),
-            (("LIVEUP_SEGMENT_TIME", "six"), None),
-            (("LIVEUP_SEGMENT_TIME", "-1"), None),
+            (("LIVEUP_SEGMENT_SECONDS", "0"), None),
+            (("LIVEUP_SEGMENT_SECONDS", "61"), None),
+            (("LIVEUP_SEGMENT_SECONDS", "six"), None),
+            (("LIVEUP_SEGMENT_SECONDS", "-1"), None),
             (("LIVEUP_MAX_JOBS", "0"), None),
             (("LIVEUP_TILE_SIZE", "big"), None),
             (("LIVEUP_BIND", "localhost:8765"), None),
@@ -713,8 +734,8 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let file = Source::File("/etc/liveup.toml".to_string());
         for (text, key) in [
-            ("segment_time = \"6\"", "segment_time"),
-            ("segment_time = 0", "segment_time"),
+            ("segment_seconds = \"6\"", "segment_seconds"),
+            ("segment_seconds = 0", "segment_seconds"),
             ("max_jobs = -2", "max_jobs"),
             ("bind = 8765", "bind"),
             ("media_roots = \"/srv\"", "media_roots"),
@@ -817,7 +838,7 @@ mod tests {
     #[test]
     fn a_syntax_error_names_the_file_and_line() {
         let dir = TempDir::new().unwrap();
-        let error = from_file(&dir, "max_jobs = 2\nsegment_time = = 6\n").unwrap_err();
+        let error = from_file(&dir, "max_jobs = 2\nsegment_seconds = = 6\n").unwrap_err();
         let message = error.to_string();
         assert!(
             matches!(error, ConfigError::Syntax { line: 2, .. }),
@@ -844,7 +865,7 @@ mod tests {
             "bind = \"127.0.0.1:9999\"\nmedia_roots = [{root:?}]\nhls_root = {hls:?}\n\
              output_root = {out:?}\npublic_url = \"http://films.lan:9999/\"\ntoken = \"t\"\n\
              jellyfin_url = \"http://jf:8096\"\njellyfin_api_key = \"k\"\nmodel = \"lanczos\"\n\
-             device = \"cuda\"\nsegment_time = 60\nmax_jobs = 2\nwatch_dirs = [{root:?}]\n\
+             device = \"cuda\"\nsegment_seconds = 60\nmax_jobs = 2\nwatch_dirs = [{root:?}]\n\
              ort_library = \"/opt/libonnxruntime.so\"\nmodels_dir = \"/opt/models\"\n\
              tile_size = 512\nsegment_wait_seconds = 5\njit_restart_seconds = 12\n\
              throttle_ahead_seconds = 40\nsession_timeout_seconds = 60\n\

@@ -17,6 +17,8 @@ use std::time::Duration;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
+use crate::base_url::base_url;
+
 /// How long one request to Jellyfin may take, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -445,39 +447,14 @@ fn build_agent(timeout: Duration) -> ureq::Agent {
 
 fn normalise_base_url(raw: &str) -> Result<String, JellyfinError> {
     let url = raw.trim();
-    let invalid = |reason: &str| JellyfinError::InvalidUrl {
-        url: shorten(url),
-        reason: reason.to_string(),
-    };
-    let scheme_end = url.find("://");
-    let scheme = scheme_end.map(|end| &url[..end]);
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     if scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")) {
         return Err(JellyfinError::HttpsUnsupported { url: shorten(url) });
     }
-    let Some(rest) = scheme
-        .filter(|s| s.eq_ignore_ascii_case("http"))
-        .map(|s| &url[s.len() + 3..])
-    else {
-        return Err(invalid(
-            "it must start with http://, e.g. http://127.0.0.1:8096",
-        ));
-    };
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("it contains whitespace"));
-    }
-    if url.contains(['?', '#']) {
-        return Err(invalid("it must not contain a query or a fragment"));
-    }
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(invalid(
-            "credentials in the URL are not supported; use the API key",
-        ));
-    }
-    if authority.is_empty() || authority.starts_with(':') {
-        return Err(invalid("it has no host"));
-    }
-    Ok(format!("http://{}", rest.trim_end_matches('/')))
+    base_url(url).map_err(|reason| JellyfinError::InvalidUrl {
+        url: shorten(url),
+        reason,
+    })
 }
 
 fn is_timeout(transport: &ureq::Transport) -> bool {

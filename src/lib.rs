@@ -8,14 +8,17 @@
 //! - [`upscale`]: the [`upscale::Upscaler`] trait; a Real-ESRGAN network on ONNX Runtime (CPU or
 //!   CUDA, chosen at run time) or ffmpeg's Lanczos scaler.
 //! - [`hls`]: the playlist model, to read back and check what the encoder wrote.
+//! - [`job_dir`]: what a job's folder holds and what each file is called.
 //! - [`disk`]: free space where jobs write, so a nearly full disk pauses work.
 //! - [`cli`]: the subcommands of the `liveup` binary.
 
+pub mod base_url;
 pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod hls;
 pub mod jellyfin;
+pub mod job_dir;
 pub mod jobs;
 pub mod media;
 pub mod paths;

@@ -26,7 +26,7 @@ fn upscale_prints_a_summary_and_writes_the_final_file() {
         .arg(&output)
         .arg("--hls-dir")
         .arg(dir.path().join("hls"))
-        .args(["--segment-time", "1", "--device", "cpu", "--quiet"])
+        .args(["--segment-seconds", "1", "--device", "cpu", "--quiet"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -128,7 +128,7 @@ fn the_lanczos_model_needs_no_onnx_runtime() {
         .arg(&output)
         .arg("--hls-dir")
         .arg(dir.path().join("hls"))
-        .args(["--model", "lanczos", "--segment-time", "1", "--quiet"])
+        .args(["--model", "lanczos", "--segment-seconds", "1", "--quiet"])
         .output()
         .unwrap();
     assert!(

@@ -386,7 +386,9 @@ fn a_daemon_killed_mid_job_resumes_from_its_last_segment_after_a_restart() {
         serde_json::from_slice(&std::fs::read(layout.hls.join(&id).join("job.json")).unwrap())
             .unwrap();
     assert_eq!(saved["state"], "running");
-    let before = liveup::jobs::manager::segments_on_disk(&layout.hls.join(&id)).len();
+    let before = liveup::job_dir::JobDir::at(layout.hls.join(&id))
+        .segments_on_disk()
+        .len();
     assert!((2..6).contains(&before), "{before}");
 
     let daemon = Daemon::start(&config);
@@ -400,7 +402,7 @@ fn a_daemon_killed_mid_job_resumes_from_its_last_segment_after_a_restart() {
     let playlist =
         MediaPlaylist::parse(&daemon.get(&format!("/hls/{id}/stream.m3u8")).body).unwrap();
     let names: Vec<String> = playlist.segments.iter().map(|s| s.uri.clone()).collect();
-    let expected: Vec<String> = (0..6).map(liveup::pipeline::segment_name).collect();
+    let expected: Vec<String> = (0..6).map(liveup::job_dir::segment_name).collect();
     assert_eq!(names, expected, "no segment lost or made twice");
     let output = Path::new(job["output"].as_str().unwrap());
     let out = facts(output);

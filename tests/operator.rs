@@ -54,7 +54,7 @@ fn upscaled(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         s(&hls),
         "--model",
         "lanczos",
-        "--segment-time",
+        "--segment-seconds",
         "1",
         "--quiet",
     ]);

@@ -95,7 +95,7 @@ fn a_far_seek_restarts_the_encoder_there_and_every_segment_is_made_once() {
         "a restart happened: {metrics}"
     );
     let dir = layout.hls.join(&id);
-    let made = liveup::jobs::manager::segments_on_disk(&dir);
+    let made = liveup::job_dir::JobDir::at(&dir).segments_on_disk();
     assert_eq!(made.range(..16).count(), 16);
     let first_after_jump = common::video_frame_times(&dir.join("segment_00012.ts"));
     let last_before_jump = common::video_frame_times(&dir.join("segment_00011.ts"));
@@ -117,7 +117,7 @@ fn a_far_seek_restarts_the_encoder_there_and_every_segment_is_made_once() {
     let errors = common::decode_errors(output);
     assert!(errors.is_empty(), "the seams decode cleanly: {errors}");
     for index in [11, 12] {
-        let segment = dir.join(liveup::pipeline::segment_name(index));
+        let segment = dir.join(liveup::job_dir::segment_name(index));
         let start = |kind| {
             common::packets(&segment, kind)
                 .iter()
@@ -268,7 +268,7 @@ fn a_playback_job_whose_last_viewer_left_stops_and_keeps_its_segments() {
     );
     let id = warm.json()["job_id"].as_str().unwrap().to_string();
     let job = daemon.wait_job(&id, Duration::from_secs(60), |j| j["state"] == "stopped");
-    let kept = liveup::jobs::manager::segments_on_disk(&layout.hls.join(&id));
+    let kept = liveup::job_dir::JobDir::at(layout.hls.join(&id)).segments_on_disk();
     assert_eq!(kept.len() as u64, job["segments"].as_u64().unwrap());
     assert!(daemon.get("/api/sessions").json()["sessions"]
         .as_array()

@@ -8,8 +8,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::hls::MediaPlaylist;
-use crate::jobs::manager::segments_on_disk;
-use crate::jobs::store::JOB_FILE;
+use crate::job_dir::JobDir;
 
 /// The playlists a folder may hold, best first: the one `liveup upscale` writes, then the one
 /// the daemon's encoder keeps for itself.
@@ -24,7 +23,7 @@ pub struct JobFolder {
 
 impl JobFolder {
     pub fn read(dir: &Path) -> JobFolder {
-        let record = std::fs::read(dir.join(JOB_FILE))
+        let record = std::fs::read(JobDir::at(dir).record())
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .filter(Value::is_object);
@@ -58,7 +57,10 @@ impl JobFolder {
     }
 
     pub fn segments(&self) -> Vec<u32> {
-        segments_on_disk(&self.dir).into_iter().collect()
+        JobDir::at(&self.dir)
+            .segments_on_disk()
+            .into_iter()
+            .collect()
     }
 
     pub fn playlist(&self) -> Option<MediaPlaylist> {
@@ -73,7 +75,7 @@ impl JobFolder {
         self.segments()
             .into_iter()
             .filter_map(|index| {
-                let path = self.dir.join(crate::pipeline::segment_name(index));
+                let path = JobDir::at(&self.dir).segment(index);
                 let modified = std::fs::metadata(path).ok()?.modified().ok()?;
                 Some((index, modified))
             })

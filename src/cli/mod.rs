@@ -145,8 +145,8 @@ pub struct UpscaleArgs {
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Length of each HLS segment in seconds.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=60))]
-    pub segment_time: u32,
+    #[arg(long, alias = "segment-time", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub segment_seconds: u32,
     /// Frames with a side longer than this many pixels are upscaled in tiles (0: never).
     #[arg(long, default_value_t = 720)]
     pub tile_size: u32,

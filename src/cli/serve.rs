@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::ServeArgs;
 use crate::config::Config;
 use crate::jellyfin::JellyfinClient;
-use crate::jobs::{JobManager, ManagerSettings, Priority};
+use crate::jobs::{intake, JobManager, ManagerSettings, Priority};
 use crate::media::Tools;
-use crate::server::{self, media_paths, AppState};
+use crate::server::{self, AppState};
 use crate::upscale::{self, runtime};
 use crate::watch;
 
@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             output_root: config.output_root.clone(),
             model: config.model.clone(),
             engine,
-            segment_seconds: config.segment_time,
+            segment_seconds: config.segment_seconds,
             max_jobs: config.max_jobs,
             jit_restart_seconds: config.jit_restart_seconds as f64,
             throttle_ahead_seconds: config.throttle_ahead_seconds as f64,
@@ -103,13 +103,9 @@ fn start_watcher(
         while let Some(path) = ready.recv().await {
             let state = Arc::clone(&state);
             let queued = tokio::task::spawn_blocking(move || {
-                let source = media_paths::authorize(&path, &state.config.media_roots)
-                    .map_err(|e| e.message)?;
-                state
-                    .manager
-                    .submit(&source, None, Priority::Library)
+                let roots = &state.config.media_roots;
+                intake::admit(&state.manager, roots, &path, None, Priority::Library)
                     .map(|submitted| submitted.job.id)
-                    .map_err(|e| e.to_string())
             })
             .await;
             match queued {

@@ -20,7 +20,7 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
         input: args.input.clone(),
         output: Some(args.output.clone()),
         hls_dir: args.hls_dir.clone(),
-        segment_seconds: args.segment_time,
+        segment_seconds: args.segment_seconds,
         start_segment: 0,
         end_segment: None,
         playlist_name: crate::media::args::PLAYLIST_NAME.to_string(),

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::pipeline::segment_name;
+use crate::job_dir::segment_name;
 
 /// Length of segment `index` of a film of `count` segments of `segment_seconds`, the last one
 /// holding what is left of `total_seconds`.

@@ -1,11 +1,11 @@
-//! The job manager: dedups requests into jobs, queues them (playback before library), runs at
-//! most `max_jobs` pipelines at once on their own threads, and picks interrupted jobs up again
-//! where they stopped when the daemon restarts.
+//! The job manager: one lock over every job's state, held only for decisions and bookkeeping
+//! (no file-system call under it). Requests become jobs here (one per source and settings), go
+//! through the [`Queue`] into runs on their own threads ([`super::runner`]), and viewers'
+//! requests steer those runs through the pure functions of [`super::decide`]. Jobs that were
+//! interrupted are picked up again where they stopped when the daemon restarts.
 //!
-//! A job's progress is the set of complete segment files in its folder. A run makes the segments
-//! from its start up to the next one already made (or the end); when a viewer asks for a segment
-//! far ahead of the encoder, or in a hole behind it, the run is restarted there. Runs repeat
-//! until every segment exists, then the final file is assembled from them.
+//! A job's progress is the set of checked segments in its folder, read from disk once and then
+//! kept in memory as runs move segments into place.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,15 +15,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::decide::{seek_decision, throttle_decision, EncoderAt, Seek, SeekFacts};
+use super::entry::{Entry, Saving, Stop};
+use super::queue::Queue;
 use super::sessions::{Session, Sessions};
+use super::view::view;
 use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
 use crate::disk::{self, LowSpace};
+use crate::job_dir::JobDir;
 use crate::media::{self, Tools};
-use crate::pipeline::{self, Control, EncoderSettings, PipelineError, PipelineSpec, Progress};
-use crate::upscale::{self, EngineOptions};
-
-/// The playlist the encoder keeps for itself; viewers get the ones liveup writes.
-const ENCODER_PLAYLIST: &str = "encoder.m3u8";
+use crate::pipeline::{Control, EncoderSettings, PipelineError, Progress};
+use crate::upscale::EngineOptions;
 /// Throttling follows viewers' requests and segments landing as they happen; the supervisor
 /// only wakes for the next session to expire, this often while jobs wait for disk space, and
 /// at least this often to notice the manager is gone.
@@ -98,78 +100,24 @@ pub enum SegmentState {
 }
 
 pub struct JobManager {
-    settings: ManagerSettings,
-    tools: Tools,
-    state: Mutex<State>,
+    pub(super) settings: ManagerSettings,
+    pub(super) tools: Tools,
+    pub(super) state: Mutex<State>,
     /// Signalled whenever a job thread ends, for `shutdown`.
-    idle: Condvar,
+    pub(super) idle: Condvar,
     /// Wakes the supervisor early (shutdown).
     supervisor: Condvar,
     pub counters: Counters,
 }
 
 #[derive(Default)]
-struct State {
-    jobs: HashMap<String, Entry>,
-    /// Queued job ids, kept sorted by (priority, arrival).
-    queue: Vec<(Priority, u64, String)>,
-    arrivals: u64,
-    running: usize,
-    shutting_down: bool,
+pub(super) struct State {
+    pub jobs: HashMap<String, Entry>,
+    pub queue: Queue,
+    pub shutting_down: bool,
     sessions: Sessions,
     /// Set while too little space is free where jobs write: nothing starts until it clears.
-    low_space: Option<LowSpace>,
-}
-
-/// A job's record to be written after the state lock is released.
-struct Saving {
-    record: JobRecord,
-    version: u64,
-    saved: Arc<Mutex<u64>>,
-}
-
-impl Saving {
-    /// Writes the record unless a newer one was written meanwhile; the job's own lock keeps
-    /// its saves in order without holding up any other job or request.
-    fn write(self, hls_root: &Path) -> std::io::Result<()> {
-        let mut saved = self.saved.lock().unwrap();
-        if *saved >= self.version {
-            return Ok(());
-        }
-        store::save(hls_root, &self.record)?;
-        *saved = self.version;
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Stop {
-    Cancel,
-    /// Restart the run at this segment (a viewer jumped there).
-    Jump(u32),
-    /// The last viewer of a playback job left.
-    Abandoned,
-}
-
-struct Entry {
-    record: JobRecord,
-    /// The segments made, kept here so that serving a request never lists the folder: read
-    /// from disk once, then updated by the runs as they move segments into place.
-    made: BTreeSet<u32>,
-    /// Bumped whenever a segment lands, waking the requests that wait for one.
-    landed: Arc<watch::Sender<u64>>,
-    /// Counts changes to `record`, so that saves made outside the lock never go back in time.
-    version: u64,
-    /// The version last written to `job.json`; its lock orders this job's saves.
-    saved: Arc<Mutex<u64>>,
-    progress: Arc<Progress>,
-    control: Arc<Control>,
-    /// The first segment of the current run.
-    run_start: u32,
-    stop: Option<Stop>,
-    throttled_since: Option<Instant>,
-    /// Segments that existed when the current run started, so /metrics counts only new ones.
-    segments_at_start: usize,
+    pub low_space: Option<LowSpace>,
 }
 
 impl JobManager {
@@ -190,7 +138,7 @@ impl JobManager {
         let records: Vec<(JobRecord, BTreeSet<u32>)> = store::load_all(&self.settings.hls_root)
             .into_iter()
             .map(|record| {
-                let made = segments_on_disk(&self.job_dir(&record.id));
+                let made = self.job_dir(&record.id).segments_on_disk();
                 (record, made)
             })
             .collect();
@@ -203,7 +151,7 @@ impl JobManager {
                         record.resumes += 1;
                     }
                     record.state = JobState::Queued;
-                    state.enqueue(&record);
+                    state.queue.push(&record.id, record.priority);
                     resumed += 1;
                 }
                 state
@@ -278,7 +226,7 @@ impl JobManager {
             EncoderSettings::default().codec
         );
         let id = id::job_id(source, metadata.len(), mtime, &settings);
-        let on_disk = segments_on_disk(&self.job_dir(&id));
+        let on_disk = self.job_dir(&id).segments_on_disk();
         let (created, saving) = {
             let mut state = self.state.lock().unwrap();
             if state.shutting_down {
@@ -287,17 +235,19 @@ impl JobManager {
             let existing = state.jobs.get(&id).map(|e| e.record.state);
             match existing {
                 Some(JobState::Queued) => {
-                    state.raise_priority(&id, priority);
-                    (false, None)
+                    state.queue.raise(&id, priority);
+                    let entry = state.jobs.get_mut(&id).expect("just seen");
+                    let raised = priority < entry.record.priority;
+                    entry.record.priority = entry.record.priority.min(priority);
+                    (false, raised.then(|| entry.next_save()))
                 }
                 Some(JobState::Running | JobState::Complete) => (false, None),
                 Some(JobState::Stopped) => {
                     let entry = state.jobs.get_mut(&id).expect("just seen");
                     entry.record.state = JobState::Queued;
                     entry.record.priority = priority;
-                    let record = entry.record.clone();
                     let saving = entry.next_save();
-                    state.enqueue(&record);
+                    state.queue.push(&id, priority);
                     (false, Some(saving))
                 }
                 Some(JobState::Failed | JobState::Cancelled) | None => {
@@ -327,7 +277,7 @@ impl JobManager {
                         resumes: 0,
                         error: None,
                     };
-                    state.enqueue(&record);
+                    state.queue.push(&id, priority);
                     // A retried job keeps the segments it has; a new one starts from what
                     // the folder holds.
                     let made = state
@@ -382,7 +332,7 @@ impl JobManager {
         let mut views: Vec<JobView> = state
             .jobs
             .values()
-            .map(|e| self.view(e, state.low_space.as_ref()))
+            .map(|e| view(e, state.low_space.as_ref()))
             .collect();
         views.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         views
@@ -393,7 +343,7 @@ impl JobManager {
         state
             .jobs
             .get(id)
-            .map(|e| self.view(e, state.low_space.as_ref()))
+            .map(|e| view(e, state.low_space.as_ref()))
     }
 
     /// The newest job whose source file is called `file_name`.
@@ -404,7 +354,7 @@ impl JobManager {
             .values()
             .filter(|e| e.record.source.file_name().is_some_and(|n| n == file_name))
             .max_by_key(|e| (e.record.state.is_active(), e.record.created_at))
-            .map(|e| self.view(e, state.low_space.as_ref()))
+            .map(|e| view(e, state.low_space.as_ref()))
     }
 
     pub fn cancel(self: &Arc<Self>, id: &str) -> Result<JobView, JobError> {
@@ -420,7 +370,7 @@ impl JobManager {
                     entry.record.updated_at = now_seconds();
                     entry.wake_waiters();
                     let saving = entry.next_save();
-                    state.queue.retain(|(_, _, queued)| queued != id);
+                    state.queue.remove(id);
                     Some(saving)
                 }
                 JobState::Running => {
@@ -467,8 +417,8 @@ impl JobManager {
         totals
     }
 
-    pub fn job_dir(&self, id: &str) -> PathBuf {
-        store::job_dir(&self.settings.hls_root, id)
+    pub fn job_dir(&self, id: &str) -> JobDir {
+        JobDir::new(&self.settings.hls_root, id)
     }
 
     /// The film's length and segment count, probing the source if no run has yet.
@@ -521,56 +471,63 @@ impl JobManager {
         };
         match made {
             None => return SegmentState::Never,
-            Some(true) => {
-                return SegmentState::Ready(self.job_dir(id).join(pipeline::segment_name(index)))
-            }
+            Some(true) => return SegmentState::Ready(self.job_dir(id).segment(index)),
             Some(false) => {}
         }
+        // Probes the source the first time: outside the lock.
         let Ok((_, count)) = self.timeline(id) else {
             return SegmentState::Never;
         };
-        if index >= count {
-            return SegmentState::Never;
-        }
-        let requeue = {
-            let mut state = self.state.lock().unwrap();
+        let (decision, resume) = {
+            let mut guard = self.state.lock().unwrap();
+            let state = &mut *guard;
             let Some(entry) = state.jobs.get_mut(id) else {
                 return SegmentState::Never;
             };
-            match entry.record.state {
-                JobState::Running => {
-                    let seconds = f64::from(self.settings.segment_seconds);
-                    let encoder_at = f64::from(entry.run_start) * seconds
-                        + entry.progress.snapshot().seconds_done;
-                    let wanted_at = f64::from(index) * seconds;
-                    let behind = index < entry.run_start;
-                    let far_ahead = wanted_at > encoder_at + self.settings.jit_restart_seconds;
-                    if (behind || far_ahead) && entry.stop.is_none() {
-                        tracing::info!(job = %id, segment = index, "restarting the encoder where the viewer is");
-                        entry.halt(Stop::Jump(index));
-                    }
-                    false
+            let running = entry.record.state == JobState::Running;
+            let decision = seek_decision(SeekFacts {
+                state: entry.record.state,
+                index,
+                made: entry.made.contains(&index),
+                count,
+                encoder: running.then(|| EncoderAt {
+                    run_start: entry.run_start,
+                    seconds_done: entry.progress.snapshot().seconds_done,
+                }),
+                stopping: entry.stop.is_some(),
+                segment_seconds: self.settings.segment_seconds,
+                jit_restart_seconds: self.settings.jit_restart_seconds,
+            });
+            match decision {
+                Seek::RestartAt(at) => {
+                    tracing::info!(job = %id, segment = at, "restarting the encoder where the viewer is");
+                    entry.halt(Stop::Jump(at));
                 }
-                JobState::Queued => {
-                    state.raise_priority(id, Priority::Playback);
-                    false
+                Seek::Prioritise => {
+                    entry.record.priority = Priority::Playback;
+                    state.queue.raise(id, Priority::Playback);
                 }
-                JobState::Stopped => true,
-                // A failed or cancelled job answers with its state; only a new trigger retries it.
-                JobState::Failed | JobState::Cancelled => return SegmentState::Never,
-                JobState::Complete => false,
+                _ => {}
             }
+            let resume = match decision {
+                Seek::ResumeAt(_) => Some(entry.record.clone()),
+                _ => None,
+            };
+            (decision, resume)
         };
-        if requeue {
-            let state = self.state.lock().unwrap();
-            let record = state.jobs[id].record.clone();
-            drop(state);
+        if let (Seek::ResumeAt(at), Some(record)) = (decision, resume) {
             let _ = self.submit(&record.source, Some(record.name), Priority::Playback);
             if let Some(entry) = self.state.lock().unwrap().jobs.get_mut(id) {
-                entry.stop = Some(Stop::Jump(index));
+                entry.stop = Some(Stop::Jump(at));
             }
         }
-        SegmentState::Pending
+        match decision {
+            Seek::Ready => SegmentState::Ready(self.job_dir(id).segment(index)),
+            Seek::Never => SegmentState::Never,
+            Seek::Wait | Seek::Prioritise | Seek::RestartAt(_) | Seek::ResumeAt(_) => {
+                SegmentState::Pending
+            }
+        }
     }
 
     pub fn record_wait(&self, waited: Duration) {
@@ -598,7 +555,7 @@ impl JobManager {
                 entry.control.cancel();
             }
         }
-        while state.running > 0 {
+        while state.queue.running() > 0 {
             state = self.idle.wait(state).unwrap();
         }
     }
@@ -620,8 +577,7 @@ impl JobManager {
                     } else {
                         entry.record.state = JobState::Stopped;
                         saves.push(entry.next_save());
-                        let id = session.job_id.clone();
-                        state.queue.retain(|(_, _, queued)| *queued != id);
+                        state.queue.remove(&session.job_id);
                     }
                 }
             }
@@ -642,8 +598,8 @@ impl JobManager {
     }
 
     /// Writes a job's record, logging a failure: the job goes on in memory either way.
-    fn write(&self, saving: Saving) {
-        let id = saving.record.id.clone();
+    pub(super) fn write(&self, saving: Saving) {
+        let id = saving.job_id().to_string();
         if let Err(e) = saving.write(&self.settings.hls_root) {
             tracing::error!("job {id}: cannot save state: {e}");
         }
@@ -656,13 +612,18 @@ impl JobManager {
         let Some(entry) = state.jobs.get_mut(id) else {
             return;
         };
-        let seconds = f64::from(self.settings.segment_seconds);
-        let encoder_at =
-            f64::from(entry.run_start) * seconds + entry.progress.snapshot().seconds_done;
-        let viewer_at = furthest.map_or(0.0, |f| f64::from(f + 1) * seconds);
+        let encoder = EncoderAt {
+            run_start: entry.run_start,
+            seconds_done: entry.progress.snapshot().seconds_done,
+        };
         let pause = entry.record.state == JobState::Running
-            && watched
-            && encoder_at - viewer_at > self.settings.throttle_ahead_seconds;
+            && throttle_decision(
+                encoder.film_seconds(self.settings.segment_seconds),
+                furthest,
+                watched,
+                self.settings.segment_seconds,
+                self.settings.throttle_ahead_seconds,
+            );
         entry.control.set_paused(pause);
         match (pause, entry.throttled_since) {
             (true, None) => entry.throttled_since = Some(Instant::now()),
@@ -686,7 +647,7 @@ impl JobManager {
 
     /// Whether a run that ended with `error` should wait for space rather than fail the job:
     /// it ran out of it, or was damaged while little is free.
-    fn waits_for_space(&self, error: &PipelineError) -> Option<LowSpace> {
+    pub(super) fn waits_for_space(&self, error: &PipelineError) -> Option<LowSpace> {
         match error {
             PipelineError::LowSpace(low) => Some(low.clone()),
             PipelineError::DamagedSegment { .. } => self.low_space(),
@@ -697,7 +658,7 @@ impl JobManager {
         }
     }
 
-    fn schedule(self: &Arc<Self>) {
+    pub(super) fn schedule(self: &Arc<Self>) {
         // A hold lasts until what it needed is free, which may be more than the minimum.
         let held = self.state.lock().unwrap().low_space.clone();
         let low_space = held
@@ -718,12 +679,12 @@ impl JobManager {
             }
             (None, false) => {}
         }
-        while state.running < self.settings.max_jobs.max(1)
-            && !state.shutting_down
-            && !state.queue.is_empty()
-        {
-            let (_, _, id) = state.queue.remove(0);
+        while !state.shutting_down {
+            let Some(id) = state.queue.start_next(self.settings.max_jobs) else {
+                break;
+            };
             let Some(entry) = state.jobs.get_mut(&id) else {
+                state.queue.finished();
                 continue;
             };
             entry.record.state = JobState::Running;
@@ -740,7 +701,6 @@ impl JobManager {
             entry.segments_at_start = entry.made.len();
             let saving = entry.next_save();
             let record = entry.record.clone();
-            state.running += 1;
             let manager = Arc::clone(self);
             std::thread::Builder::new()
                 .name(format!("job-{}", &id[id.len().saturating_sub(8)..]))
@@ -789,195 +749,7 @@ impl JobManager {
         state.jobs.get(id).map(|e| e.made.clone())
     }
 
-    fn run(self: Arc<Self>, record: JobRecord) {
-        let id = record.id.clone();
-        tracing::info!(job = %id, source = %record.source.display(), "job started");
-        let outcome = self.execute(&record);
-        let space_pause = match &outcome {
-            Err(error) => self.waits_for_space(error),
-            Ok(()) => None,
-        };
-        let (shutting_down, stop, saving) = {
-            let mut state = self.state.lock().unwrap();
-            let shutting_down = state.shutting_down;
-            let mut stop = None;
-            let mut saving = None;
-            if let Some(entry) = state.jobs.get_mut(&id) {
-                stop = entry.stop.take();
-                if let Some(since) = entry.throttled_since.take() {
-                    self.counters
-                        .throttled_millis
-                        .fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
-                let record = &mut entry.record;
-                match (&outcome, stop) {
-                    (Ok(()), _) => record.state = JobState::Complete,
-                    (Err(PipelineError::Cancelled), _) if shutting_down => {}
-                    (Err(_), None) if space_pause.is_some() => record.state = JobState::Queued,
-                    (Err(PipelineError::Cancelled), Some(Stop::Abandoned)) => {
-                        record.state = JobState::Stopped
-                    }
-                    (Err(PipelineError::Cancelled), _) => record.state = JobState::Cancelled,
-                    (Err(error), _) => {
-                        record.state = JobState::Failed;
-                        record.error = Some(error.to_string());
-                    }
-                }
-                record.updated_at = now_seconds();
-                saving = Some(entry.next_save());
-                // Whoever waits for a segment learns of a failure at once.
-                entry.wake_waiters();
-            }
-            if let Some(low) = space_pause.clone().filter(|_| stop.is_none()) {
-                let record = state.jobs.get(&id).map(|e| e.record.clone());
-                if let Some(record) = record.filter(|r| r.state == JobState::Queued) {
-                    state.enqueue(&record);
-                    state.low_space = Some(low);
-                }
-            }
-            (shutting_down, stop, saving)
-        };
-        if let Some(saving) = saving {
-            self.write(saving);
-        }
-        // Only now may a shutdown that waits for the runs let the process end.
-        self.state.lock().unwrap().running -= 1;
-        self.idle.notify_all();
-        match &outcome {
-            Ok(()) => tracing::info!(job = %id, "job complete"),
-            Err(error) if space_pause.is_some() && stop.is_none() => {
-                tracing::warn!(job = %id, "job waits for disk space: {error}")
-            }
-            Err(PipelineError::Cancelled) if shutting_down => {
-                tracing::info!(job = %id, "job stopped; it resumes at the next start")
-            }
-            Err(error) => tracing::warn!(job = %id, ?stop, "job ended: {error}"),
-        }
-        self.schedule();
-    }
-
-    /// Runs until every segment exists (then assembles the final file), or a stop.
-    fn execute(&self, record: &JobRecord) -> Result<(), PipelineError> {
-        let id = &record.id;
-        let dir = self.job_dir(id);
-        let (probed_seconds, mut count) = self.timeline(id).map_err(|e| match e {
-            JobError::Probe(probe) => PipelineError::Probe(probe),
-            other => PipelineError::Io(other.to_string(), std::io::ErrorKind::Other.into()),
-        })?;
-        let _ = std::fs::remove_file(pipeline::partial_path(&record.output));
-        let mut upscaler = upscale::build(&record.model, &self.settings.engine)?;
-        loop {
-            let made = self.made(id).unwrap_or_default();
-            let (start, progress, control) = {
-                let mut state = self.state.lock().unwrap();
-                let entry = state.jobs.get_mut(id).expect("a running job has an entry");
-                let jump = match entry.stop {
-                    Some(Stop::Jump(index)) => {
-                        entry.stop = None;
-                        entry.control.clear_cancel();
-                        self.counters.restarts.fetch_add(1, Ordering::Relaxed);
-                        Some(index).filter(|i| !made.contains(i) && *i < count)
-                    }
-                    Some(_) => return Err(PipelineError::Cancelled),
-                    None => None,
-                };
-                let Some(start) = jump.or_else(|| (0..count).find(|i| !made.contains(i))) else {
-                    break;
-                };
-                entry.run_start = start;
-                entry.progress = Arc::new(Progress::default());
-                (
-                    start,
-                    Arc::clone(&entry.progress),
-                    Arc::clone(&entry.control),
-                )
-            };
-            let end = made
-                .range(start + 1..)
-                .next()
-                .copied()
-                .filter(|e| *e < count);
-            let spec = PipelineSpec {
-                input: record.source.clone(),
-                output: None,
-                hls_dir: dir.clone(),
-                segment_seconds: record.segment_seconds,
-                start_segment: start,
-                end_segment: end,
-                playlist_name: ENCODER_PLAYLIST.to_string(),
-                encoder: EncoderSettings::default(),
-                min_free_bytes: self.settings.min_free_bytes,
-            };
-            let result = pipeline::run(&self.tools, &spec, upscaler.as_mut(), &progress, &control);
-            let frames = progress.snapshot().frames_done;
-            self.count_output(id, &progress);
-            let run_start_seconds = f64::from(start * record.segment_seconds);
-            let decoded_until = match result {
-                Ok(summary) => {
-                    run_start_seconds + frames as f64 / summary.source.frame_rate.as_f64()
-                }
-                Err(PipelineError::Cancelled) if self.jump_pending(id) => continue,
-                Err(PipelineError::NoFrames) if start > 0 && end.is_none() => run_start_seconds,
-                Err(error) => return Err(error),
-            };
-            if end.is_none() {
-                if probed_seconds - decoded_until > f64::from(record.segment_seconds) {
-                    return Err(PipelineError::EndsEarly {
-                        decoded_seconds: decoded_until,
-                        probed_seconds,
-                    });
-                }
-                // This run reached the end of the film: now the segment count is exact.
-                // Fewer segments than estimated: the film is shorter. (A surplus one holds
-                // only audio past the last frame and stays out of the playlists.)
-                let last = self
-                    .made(id)
-                    .unwrap_or_default()
-                    .range(start..)
-                    .next_back()
-                    .map_or(start, |l| l + 1);
-                if last < count {
-                    count = last;
-                    self.update(id, |r| r.segment_count = Some(last));
-                }
-            }
-        }
-        let bytes: u64 = (0..count)
-            .filter_map(|i| std::fs::metadata(dir.join(pipeline::segment_name(i))).ok())
-            .map(|m| m.len())
-            .sum();
-        disk::ensure_free(
-            &self.settings.output_root,
-            bytes + self.settings.min_free_bytes,
-        )?;
-        pipeline::assemble_final(&dir, count, &record.output)
-    }
-
-    fn jump_pending(&self, id: &str) -> bool {
-        let state = self.state.lock().unwrap();
-        matches!(state.jobs.get(id).and_then(|e| e.stop), Some(Stop::Jump(_)))
-            && !state.shutting_down
-    }
-
-    /// Moves a run's frames and segments into the daemon's totals, under the lock `totals`
-    /// takes, so nothing is counted twice or missed.
-    fn count_output(&self, id: &str, progress: &Progress) {
-        let mut state = self.state.lock().unwrap();
-        self.counters
-            .frames
-            .fetch_add(progress.snapshot().frames_done, Ordering::Relaxed);
-        progress.reset_frames();
-        if let Some(entry) = state.jobs.get_mut(id) {
-            let made = entry.made.len();
-            let new = made.saturating_sub(entry.segments_at_start);
-            self.counters
-                .segments
-                .fetch_add(new as u64, Ordering::Relaxed);
-            entry.segments_at_start = made;
-        }
-    }
-
-    fn update(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {
+    pub(super) fn update(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {
         let saving = {
             let mut state = self.state.lock().unwrap();
             state.jobs.get_mut(id).map(|entry| {
@@ -990,127 +762,6 @@ impl JobManager {
             self.write(saving);
         }
     }
-
-    fn view(&self, entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
-        let record = &entry.record;
-        let within = ..record.segment_count.unwrap_or(u32::MAX);
-        let segments = entry.made.range(within).count();
-        let complete = record.state == JobState::Complete;
-        let contiguous = entry
-            .made
-            .range(within)
-            .zip(0..)
-            .take_while(|(made, expected)| *made == expected)
-            .count() as u32;
-        let seconds = f64::from(record.segment_seconds);
-        let total = record.source_duration_seconds;
-        let ready = match (total, record.segment_count) {
-            (Some(total), Some(count)) if contiguous >= count => total,
-            _ => f64::from(contiguous) * seconds,
-        };
-        let live = entry.progress.snapshot();
-        let running = record.state == JobState::Running;
-        let progress = match total {
-            _ if complete => 1.0,
-            Some(total) if total > 0.0 => (ready / total).min(1.0),
-            _ => 0.0,
-        };
-        let rate = if running { live.realtime } else { 0.0 };
-        let eta_seconds = match total {
-            _ if complete => Some(0.0),
-            Some(total) if running && rate > 0.0 => Some(((total - ready) / rate).max(0.0)),
-            _ => None,
-        };
-        JobView {
-            id: record.id.clone(),
-            name: record.name.clone(),
-            source: record.source.clone(),
-            state: record.state,
-            priority: record.priority,
-            model: record.model.clone(),
-            output: record.output.clone(),
-            // The final file gets its name only when whole, just before the job completes.
-            output_ready: complete,
-            segments,
-            segment_count: record.segment_count,
-            duration_seconds: ready,
-            throttled: running && entry.throttled_since.is_some(),
-            source_duration_seconds: total,
-            progress,
-            fps: if running { live.fps } else { 0.0 },
-            rate,
-            eta_seconds,
-            resumes: record.resumes,
-            error: record.error.clone(),
-            waiting_for_space: low_space
-                .filter(|_| record.state == JobState::Queued)
-                .map(LowSpace::to_string),
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        }
-    }
-}
-
-impl Entry {
-    fn new(record: JobRecord, made: BTreeSet<u32>) -> Entry {
-        Entry {
-            record,
-            made,
-            landed: Arc::new(watch::channel(0).0),
-            version: 0,
-            saved: Arc::new(Mutex::new(0)),
-            progress: Arc::new(Progress::default()),
-            control: Arc::new(Control::default()),
-            run_start: 0,
-            stop: None,
-            throttled_since: None,
-            segments_at_start: 0,
-        }
-    }
-
-    /// What to write to `job.json` once the lock is released.
-    fn next_save(&mut self) -> Saving {
-        self.version += 1;
-        Saving {
-            record: self.record.clone(),
-            version: self.version,
-            saved: Arc::clone(&self.saved),
-        }
-    }
-
-    /// Wakes the requests waiting on this job's segments: one landed, or none will.
-    fn wake_waiters(&self) {
-        self.landed.send_modify(|landed| *landed += 1);
-    }
-
-    fn halt(&mut self, why: Stop) {
-        self.stop = Some(why);
-        self.control.cancel();
-    }
-}
-
-impl State {
-    fn enqueue(&mut self, record: &JobRecord) {
-        self.arrivals += 1;
-        self.queue
-            .push((record.priority, self.arrivals, record.id.clone()));
-        self.queue.sort();
-    }
-
-    fn raise_priority(&mut self, id: &str, priority: Priority) {
-        let Some(entry) = self.jobs.get_mut(id) else {
-            return;
-        };
-        if priority < entry.record.priority {
-            entry.record.priority = priority;
-            for queued in &mut self.queue {
-                if queued.2 == id {
-                    queued.0 = priority;
-                }
-            }
-            self.queue.sort();
-        }
-    }
 }
 
 /// The film's segments by the source's frame count (a frame-rate-converted film has exactly
@@ -1118,16 +769,4 @@ impl State {
 fn estimated_segments(info: &media::MediaInfo, segment_seconds: u32) -> u32 {
     let per_segment = f64::from(segment_seconds) * info.frame_rate.as_f64();
     ((info.expected_frames() as f64 / per_segment).ceil() as u32).max(1)
-}
-
-/// Indices of the complete segments in `dir` (ffmpeg renames a segment into place when whole).
-pub fn segments_on_disk(dir: &Path) -> BTreeSet<u32> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| pipeline::segment_index(e.file_name().to_str()?))
-                .collect()
-        })
-        .unwrap_or_default()
 }

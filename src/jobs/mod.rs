@@ -2,10 +2,17 @@
 //! (queued → running → complete | failed | cancelled), stored in its own folder next to its
 //! segments, run by the [`manager::JobManager`].
 
+pub mod decide;
+mod entry;
 pub mod id;
+pub mod intake;
 pub mod manager;
+pub mod preview;
+pub mod queue;
+mod runner;
 pub mod sessions;
 pub mod store;
+mod view;
 
 use std::path::PathBuf;
 

@@ -3,25 +3,21 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::JobRecord;
 
-pub const JOB_FILE: &str = "job.json";
-
-pub fn job_dir(hls_root: &Path, id: &str) -> PathBuf {
-    hls_root.join(id)
-}
+use crate::job_dir::{JobDir, JOB_FILE};
 
 pub fn save(hls_root: &Path, record: &JobRecord) -> io::Result<()> {
-    let dir = job_dir(hls_root, &record.id);
-    fs::create_dir_all(&dir)?;
-    let temp = dir.join(format!("{JOB_FILE}.tmp"));
+    let dir = JobDir::new(hls_root, &record.id);
+    fs::create_dir_all(dir.path())?;
+    let temp = dir.path().join(format!("{JOB_FILE}.tmp"));
     let mut file = File::create(&temp)?;
     file.write_all(&serde_json::to_vec_pretty(record).map_err(io::Error::other)?)?;
     file.sync_all()?;
-    fs::rename(&temp, dir.join(JOB_FILE))?;
-    File::open(&dir)?.sync_all()
+    fs::rename(&temp, dir.record())?;
+    File::open(dir.path())?.sync_all()
 }
 
 /// Every job found under `hls_root`; folders without a readable job.json are skipped (logged).
@@ -31,7 +27,7 @@ pub fn load_all(hls_root: &Path) -> Vec<JobRecord> {
     };
     let mut records = Vec::new();
     for entry in entries.flatten() {
-        let path = entry.path().join(JOB_FILE);
+        let path = JobDir::at(entry.path()).record();
         if !path.is_file() {
             continue;
         }

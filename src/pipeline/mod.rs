@@ -9,7 +9,7 @@ mod decode;
 mod encode;
 pub mod frames;
 pub mod progress;
-pub mod promote;
+mod promote;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::disk::{self, LowSpace};
+use crate::job_dir::{partial_path, segment_index, JobDir};
 use crate::media::process::{Process, ProcessError};
 use crate::media::{args, check, probe, MediaInfo, ProbeError, Tools};
 use crate::upscale::{UpscaleError, Upscaler};
@@ -197,12 +198,6 @@ impl Control {
 pub(crate) enum Message {
     Frame(Frame),
     End,
-}
-
-pub fn partial_path(output: &Path) -> PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
 }
 
 pub fn run(
@@ -520,7 +515,7 @@ fn prepare_hls_dir(spec: &PipelineSpec) -> Result<(), PipelineError> {
     let dir = &spec.hls_dir;
     let io = |e| PipelineError::Io(format!("preparing {}", dir.display()), e);
     std::fs::create_dir_all(dir).map_err(io)?;
-    match std::fs::remove_dir_all(dir.join(promote::STAGING)) {
+    match std::fs::remove_dir_all(JobDir::at(dir).staging()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
         _ => {}
     }
@@ -542,28 +537,15 @@ fn prepare_hls_dir(spec: &PipelineSpec) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// `segment_00042.ts` → 42 (digits only, at least one).
-pub fn segment_index(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("segment_")?.strip_suffix(".ts")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-pub fn segment_name(index: u32) -> String {
-    format!("segment_{index:05}.ts")
-}
-
 /// Writes the final file from segments `0..count` of `hls_dir`, as `<output>.partial` renamed
 /// when whole. MPEG-TS segments with continuous timestamps concatenate into one valid stream.
-pub fn assemble_final(hls_dir: &Path, count: u32, output: &Path) -> Result<(), PipelineError> {
+pub fn assemble_final(dir: &JobDir, count: u32, output: &Path) -> Result<(), PipelineError> {
     let output = absolute_output(output)?;
     let partial = partial_path(&output);
     let result = (|| {
         let mut file = std::fs::File::create(&partial)?;
         for index in 0..count {
-            let mut segment = std::fs::File::open(hls_dir.join(segment_name(index)))?;
+            let mut segment = std::fs::File::open(dir.segment(index))?;
             std::io::copy(&mut segment, &mut file)?;
         }
         file.sync_all()?;

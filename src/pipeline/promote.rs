@@ -6,13 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{segment_index, segment_name, Control, PipelineError, PipelineSpec};
+use super::{Control, PipelineError, PipelineSpec};
 use crate::disk;
 use crate::hls::write;
+use crate::job_dir::{segment_index, segment_name, JobDir};
 use crate::media::{check, Tools};
-
-/// The encoder's working folder inside the HLS folder (nginx and the daemon refuse dot names).
-pub const STAGING: &str = ".incoming";
 
 pub(super) struct Promoter<'a> {
     tools: &'a Tools,
@@ -49,7 +47,7 @@ impl<'a> Promoter<'a> {
         Promoter {
             tools,
             control,
-            staging: spec.hls_dir.join(STAGING),
+            staging: JobDir::at(&spec.hls_dir).staging(),
             hls_dir: spec.hls_dir.clone(),
             playlist: spec.hls_dir.join(&spec.playlist_name),
             segment_seconds: spec.segment_seconds,

@@ -9,8 +9,8 @@ use warp::{Rejection, Reply};
 
 use super::errors::ApiError;
 use super::webhook::{self, Decision, Target};
-use super::{media_paths, metrics, AppState};
-use crate::jobs::{JobState, JobView, Priority};
+use super::{metrics, AppState};
+use crate::jobs::{intake, JobState, JobView, Priority};
 
 pub async fn trigger(
     body: Bytes,
@@ -24,8 +24,7 @@ pub async fn trigger(
                 warp::reply::json(&json!({"status": "ignored", "reason": reason})).into_response(),
             )
         }
-        Decision::Start(webhook::Priority::Playback) => Priority::Playback,
-        Decision::Start(webhook::Priority::Library) => Priority::Library,
+        Decision::Start(priority) => priority,
     };
     let started = start(trigger, priority, &state).await?;
     Ok(warp::reply::json(&started_reply(&started, &state)).into_response())
@@ -74,7 +73,7 @@ fn started_reply(started: &Started, state: &AppState) -> serde_json::Value {
         "status": status,
         "job_id": job.id,
         "hls_url": state.hls_url(&job.id),
-        "estimated_delay_seconds": estimated_delay(job, state.config.segment_time),
+        "estimated_delay_seconds": estimated_delay(job, state.config.segment_seconds),
         "streaming": true,
     })
 }
@@ -122,10 +121,7 @@ async fn start(
     let roots = state.config.media_roots.clone();
     // Resolving the path touches the file system: off the async workers, with the submission.
     let submitted = tokio::task::spawn_blocking(move || {
-        let source = media_paths::authorize(&path, &roots)?;
-        manager
-            .submit(&source, name, priority)
-            .map_err(ApiError::from)
+        intake::admit(&manager, &roots, &path, name, priority).map_err(ApiError::from)
     })
     .await
     .map_err(|e| {

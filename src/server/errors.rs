@@ -7,6 +7,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
+use crate::jobs::intake::IntakeError;
 use crate::jobs::JobError;
 
 #[derive(Debug)]
@@ -67,6 +68,19 @@ impl From<JobError> for ApiError {
     }
 }
 
+impl From<IntakeError> for ApiError {
+    fn from(error: IntakeError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            IntakeError::Relative(_) => ApiError::bad_request("relative_path", message),
+            IntakeError::OutsideRoots(_) => ApiError::forbidden(message),
+            IntakeError::Missing(_) => ApiError::not_found(message),
+            IntakeError::NotAFile(_) => ApiError::bad_request("not_a_file", message),
+            IntakeError::Job(job) => job.into(),
+        }
+    }
+}
+
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
     let body = warp::reply::json(&json!({ "error": code, "message": message }));
     warp::reply::with_status(body, status).into_response()
@@ -101,6 +115,8 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         )
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         (StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
+    } else if let Some(e) = rejection.find::<warp::cors::CorsForbidden>() {
+        (StatusCode::FORBIDDEN, "cors_forbidden", e.to_string())
     } else {
         tracing::warn!("unhandled rejection: {rejection:?}");
         (

@@ -1070,11 +1070,6 @@ mod tests {
         let r = resolve(root, "abc_DEF-123", "segment_00042.ts").unwrap();
         assert_eq!(r.path, Path::new("/srv/hls/abc_DEF-123/segment_00042.ts"));
         assert_eq!(r.kind, FileKind::Segment);
-        use crate::pipeline::segment_index;
-        assert_eq!(segment_index("segment_00042.ts"), Some(42));
-        assert_eq!(segment_index("segment_.ts"), None);
-        assert_eq!(segment_index("segment_1a.ts"), None);
-        assert_eq!(segment_index("stream.m3u8"), None);
         assert_eq!(
             resolve(root, "a", "stream.m3u8").unwrap().kind,
             FileKind::Playlist

@@ -4,7 +4,6 @@
 mod api;
 pub mod errors;
 pub mod hls_files;
-pub mod media_paths;
 pub mod metrics;
 mod streaming;
 pub mod web;
@@ -59,19 +58,23 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         warp::any().map(move || Arc::clone(&state))
     };
     let guarded = authorized(state.config.token.clone());
+    let body =
+        || warp::body::content_length_limit(webhook::MAX_BODY_BYTES).and(warp::body::bytes());
 
+    // What the browser script calls from Jellyfin's page.
     let trigger = warp::path!("upscale-trigger")
         .and(warp::post())
         .and(guarded.clone())
-        .and(warp::body::content_length_limit(webhook::MAX_BODY_BYTES))
-        .and(warp::body::bytes())
+        .and(body())
         .and(with_state.clone())
         .and_then(api::trigger);
-    let jobs = warp::path!("api" / "jobs")
-        .and(warp::get())
+    let warmup = warp::path!("api" / "warmup")
+        .and(warp::post())
         .and(guarded.clone())
+        .and(body())
+        .and(viewer())
         .and(with_state.clone())
-        .and_then(api::list_jobs);
+        .and_then(api::warmup);
     let job = warp::path!("api" / "jobs" / String)
         .and(warp::get())
         .and(guarded.clone())
@@ -82,23 +85,39 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(guarded.clone())
         .and(with_state.clone())
         .and_then(api::cancel_job);
-    let warmup = warp::path!("api" / "warmup")
-        .and(warp::post())
-        .and(guarded.clone())
-        .and(warp::body::content_length_limit(webhook::MAX_BODY_BYTES))
-        .and(warp::body::bytes())
-        .and(viewer())
-        .and(with_state.clone())
-        .and_then(api::warmup);
-    let sessions = warp::path!("api" / "sessions")
-        .and(warp::get())
-        .and(guarded.clone())
-        .and(with_state.clone())
-        .and_then(api::sessions);
     let status = warp::path!("hls-status" / String)
         .and(warp::get())
         .and(with_state.clone())
         .and_then(api::hls_status);
+    let script_calls = cross_origin(
+        web::plugin_files()
+            .or(trigger)
+            .unify()
+            .or(warmup)
+            .unify()
+            .or(job)
+            .unify()
+            .or(cancel)
+            .unify()
+            .or(status)
+            .unify(),
+    );
+
+    let jobs = warp::path!("api" / "jobs")
+        .and(warp::get())
+        .and(guarded.clone())
+        .and(with_state.clone())
+        .and_then(api::list_jobs);
+    let preview = warp::path!("api" / "jobs" / String / "preview.png")
+        .and(warp::get())
+        .and(guarded.clone())
+        .and(with_state.clone())
+        .then(web::preview_png);
+    let sessions = warp::path!("api" / "sessions")
+        .and(warp::get())
+        .and(guarded)
+        .and(with_state.clone())
+        .and_then(api::sessions);
     let health = warp::path!("health")
         .and(warp::get())
         .and(with_state.clone())
@@ -109,24 +128,18 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(api::metrics);
 
     let counted = Arc::clone(&state);
-    web::routes(Arc::clone(&state))
-        .or(trigger)
+    web::status_page()
+        .or(script_calls)
         .unify()
         .or(jobs)
         .unify()
-        .or(job)
+        .or(preview)
         .unify()
-        .or(cancel)
-        .unify()
-        .or(status)
+        .or(sessions)
         .unify()
         .or(health)
         .unify()
         .or(metrics)
-        .unify()
-        .or(warmup)
-        .unify()
-        .or(sessions)
         .unify()
         .or(streaming::routes(Arc::clone(&state)))
         .unify()
@@ -139,6 +152,51 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         }))
         .map(Reply::into_response)
         .boxed()
+}
+
+/// `routes`, the ones the browser script calls from Jellyfin's page, answering other origins:
+/// warp's CORS with its preflight, every answer (errors included, so the script can read them)
+/// carrying `Access-Control-Allow-Origin`. Only on their paths: warp answers a preflight before
+/// any route is matched.
+fn cross_origin<F>(routes: F) -> BoxedFilter<(warp::reply::Response,)>
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = Rejection>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let cors = warp::cors()
+        .allow_any_origin()
+        .allow_methods(["GET", "POST"])
+        .allow_headers(["content-type", "x-liveup-token", "x-playback-session-id"])
+        .max_age(std::time::Duration::from_secs(86400));
+    let script_paths = warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            if is_cross_origin_path(path.as_str()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    script_paths
+        .and(routes.recover(errors::recover).unify().with(cors))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// The paths the browser script calls across origins.
+fn is_cross_origin_path(path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("upscale-trigger"), None, ..) => true,
+        (Some("hls-status"), Some(file), None, _) => !file.is_empty(),
+        (Some("api"), Some("warmup"), None, _) => true,
+        (Some("api"), Some("jobs"), Some(id), None) => !id.is_empty(),
+        (Some("plugin"), Some("hls-streaming.js" | "hls.js"), None, _) => true,
+        _ => false,
+    }
 }
 
 /// When `token` is set, the control endpoints need it, as the `X-Liveup-Token` header or a
@@ -268,6 +326,31 @@ mod tests {
             200
         );
         assert_eq!(status(None, "/api/jobs", None).await, 200);
+    }
+
+    #[test]
+    fn only_the_scripts_endpoints_are_cross_origin() {
+        for path in [
+            "/upscale-trigger",
+            "/hls-status/Film.mkv",
+            "/api/jobs/abc123",
+            "/api/warmup",
+            "/plugin/hls.js",
+        ] {
+            assert!(is_cross_origin_path(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/api/jobs",
+            "/api/jobs/abc/preview.png",
+            "/api/sessions",
+            "/metrics",
+            "/hls-status/",
+            "/upscale-trigger/x",
+            "/hls/abc/stream.m3u8",
+        ] {
+            assert!(!is_cross_origin_path(path), "{path}");
+        }
     }
 
     #[test]

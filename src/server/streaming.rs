@@ -21,8 +21,8 @@ use warp::{Filter, Rejection};
 use super::hls_files::{self, FileKind};
 use super::AppState;
 use crate::hls::write;
+use crate::job_dir::segment_index;
 use crate::jobs::{JobState, SegmentState};
-use crate::pipeline::segment_index;
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let with_state = warp::any().map(move || Arc::clone(&state));
@@ -79,7 +79,7 @@ async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &M
             .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         return response;
     };
-    let seconds = state.config.segment_time;
+    let seconds = state.config.segment_seconds;
     let text = if file == "index.m3u8" {
         write::vod(count, seconds, total)
     } else {

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use crate::jellyfin::{check_item_id, ItemIdError};
+pub use crate::jobs::Priority;
 
 /// The largest body the webhook routes accept (warp's `content_length_limit`). A full Webhook
 /// plugin payload with every property is a few kilobytes.
@@ -84,13 +85,6 @@ impl fmt::Display for Event {
             Event::Other(name) => f.write_str(name),
         }
     }
-}
-
-/// Which queue a job goes to. `Playback` sorts before `Library`: someone is waiting for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    Playback,
-    Library,
 }
 
 /// What to do with a well-formed trigger.

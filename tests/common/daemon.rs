@@ -42,7 +42,7 @@ impl Layout {
         let path = self.dir.path().join("liveup.toml");
         let text = format!(
             "bind = \"127.0.0.1:0\"\nmedia_roots = [{:?}]\nhls_root = {:?}\noutput_root = {:?}\n\
-             segment_time = 1\ndevice = \"cpu\"\n{extra}\n",
+             segment_seconds = 1\ndevice = \"cpu\"\n{extra}\n",
             self.media, self.hls, self.output
         );
         std::fs::write(&path, text).unwrap();

@@ -155,7 +155,7 @@ impl Run {
     pub fn assert_no_final_file(&self) {
         assert!(!self.output.exists(), "final file left behind");
         assert!(
-            !pipeline::partial_path(&self.output).exists(),
+            !liveup::job_dir::partial_path(&self.output).exists(),
             "partial file left behind"
         );
     }

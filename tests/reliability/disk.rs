@@ -54,8 +54,8 @@ fn a_disk_that_fills_mid_job_fails_it_cleanly_and_a_retry_after_freeing_space_co
     assert!((1..12).contains(&made), "{job}");
     assert!(!std::path::Path::new(job["output"].as_str().unwrap()).exists());
     // What the server answers is what is whole: every segment it lists plays.
-    for index in liveup::jobs::manager::segments_on_disk(&job_dir) {
-        let name = liveup::pipeline::segment_name(index);
+    for index in liveup::job_dir::JobDir::at(&job_dir).segments_on_disk() {
+        let name = liveup::job_dir::segment_name(index);
         let reply = daemon.get(&format!("/hls/{id}/{name}"));
         assert!(
             reply.status == 200 || reply.status == 410,

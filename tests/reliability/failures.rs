@@ -83,7 +83,7 @@ fn a_daemon_killed_with_sigkill_mid_segment_resumes_with_exact_seams() {
         j["segments"].as_u64() >= Some(3)
     });
     daemon.kill9();
-    let staging = job_dir.join(liveup::pipeline::promote::STAGING);
+    let staging = job_dir.join(liveup::job_dir::STAGING);
     assert!(staging.is_dir(), "the run was cut off while writing");
 
     let daemon = Daemon::start(&config);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::decode_errors;
-use liveup::jobs::manager::segments_on_disk;
+use liveup::job_dir::JobDir;
 use liveup::media::{check, Tools};
 
 /// A small tmpfs of its own, unmounted when dropped: a disk that really fills up.
@@ -111,15 +111,15 @@ pub fn assert_final_decodes(job: &serde_json::Value) {
 /// in the encoder's staging folder.
 pub fn assert_segments_whole(job_dir: &Path) {
     let tools = Tools::from_env();
-    for index in segments_on_disk(job_dir) {
-        let path = job_dir.join(liveup::pipeline::segment_name(index));
+    for index in JobDir::at(job_dir).segments_on_disk() {
+        let path = job_dir.join(liveup::job_dir::segment_name(index));
         let contents = check::read_back(&tools, &path)
             .unwrap_or_else(|e| panic!("{} is broken: {e}", path.display()));
         assert!(contents.video_packets > 0 && contents.starts_with_keyframe);
         let errors = decode_errors(&path);
         assert!(errors.is_empty(), "{}: {errors}", path.display());
     }
-    let staging = job_dir.join(liveup::pipeline::promote::STAGING);
+    let staging = job_dir.join(liveup::job_dir::STAGING);
     let left: Vec<_> = std::fs::read_dir(&staging)
         .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use liveup::pipeline::{self, segment_name, Control, PipelineSpec, Progress};
+use liveup::job_dir::segment_name;
+use liveup::pipeline::{self, Control, PipelineSpec, Progress};
 use liveup::upscale;
 
 use crate::common::{self, decode_errors, packets, Clip};
@@ -64,7 +65,7 @@ pub fn assert_segments_in_sync(hls_dir: &Path, count: u32, frame_seconds: f64) {
 }
 
 fn assemble_and_check(hls_dir: &Path, count: u32, out: &Path) {
-    pipeline::assemble_final(hls_dir, count, out).unwrap();
+    pipeline::assemble_final(&liveup::job_dir::JobDir::at(hls_dir), count, out).unwrap();
     let errors = decode_errors(out);
     assert!(errors.is_empty(), "the final file decodes with: {errors}");
     assert_strictly_increasing(out, "v");

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::cli::job_folder::JobFolder;
+use crate::job_dir::partial_path;
 use crate::media::{process, Rational, Tools};
-use crate::pipeline::partial_path;
 
 #[derive(Debug, Serialize)]
 pub struct OutputAudit {

@@ -1,0 +1,126 @@
+//! A job's folder under `hls_root`, and every name in it:
+//! - `segment_00042.ts`: the film's segments by index, each checked whole before it gets its name;
+//! - `job.json`: the job's state ([`crate::jobs::store`]);
+//! - `encoder.m3u8`: the playlist of the current run's segments;
+//! - `.incoming/`: where the encoder writes before a segment is checked; never served;
+//! - `preview.png`: one frame of the source beside the same frame upscaled.
+//!
+//! The final file lives under `output_root`; while it is written it is `<final>.partial`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub const JOB_FILE: &str = "job.json";
+pub const RUN_PLAYLIST: &str = "encoder.m3u8";
+/// A dot name: nginx and the daemon serve no dot files.
+pub const STAGING: &str = ".incoming";
+pub const PREVIEW_FILE: &str = "preview.png";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDir(PathBuf);
+
+impl JobDir {
+    pub fn new(hls_root: &Path, id: &str) -> JobDir {
+        JobDir(hls_root.join(id))
+    }
+
+    /// A folder laid out like a job's (`liveup upscale`'s HLS folder is one).
+    pub fn at(path: impl Into<PathBuf>) -> JobDir {
+        JobDir(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn segment(&self, index: u32) -> PathBuf {
+        self.0.join(segment_name(index))
+    }
+
+    pub fn record(&self) -> PathBuf {
+        self.0.join(JOB_FILE)
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.0.join(STAGING)
+    }
+
+    pub fn preview(&self) -> PathBuf {
+        self.0.join(PREVIEW_FILE)
+    }
+
+    /// The segments in the folder. This lists it: the daemon does so once per job at start and
+    /// keeps the set in memory after.
+    pub fn segments_on_disk(&self) -> BTreeSet<u32> {
+        std::fs::read_dir(&self.0)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| segment_index(e.file_name().to_str()?))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn segment_name(index: u32) -> String {
+    format!("segment_{index:05}.ts")
+}
+
+/// `segment_00042.ts` → 42 (digits only, at least one).
+pub fn segment_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("segment_")?.strip_suffix(".ts")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Where the final file `output` is written until it is whole.
+pub fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_and_indices_round_trip() {
+        assert_eq!(segment_name(42), "segment_00042.ts");
+        assert_eq!(segment_index("segment_00042.ts"), Some(42));
+        assert_eq!(segment_index(&segment_name(123_456)), Some(123_456));
+        for name in [
+            "segment_.ts",
+            "segment_1a.ts",
+            "segment_-1.ts",
+            "stream.m3u8",
+            "segment_00001.ts.tmp",
+        ] {
+            assert_eq!(segment_index(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_segments_count_as_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = JobDir::at(dir.path());
+        for name in [
+            "segment_00000.ts",
+            "segment_00002.ts",
+            "job.json",
+            "segment_00001.ts.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(job.staging()).unwrap();
+        std::fs::write(job.staging().join("segment_00003.ts"), b"x").unwrap();
+        assert_eq!(job.segments_on_disk(), BTreeSet::from([0, 2]));
+        assert_eq!(
+            partial_path(Path::new("/out/a.ts")),
+            Path::new("/out/a.ts.partial")
+        );
+    }
+}

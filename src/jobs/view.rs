@@ -1,0 +1,64 @@
+//! A job as the API shows it, built from what the manager holds in memory (no file is read).
+
+use super::entry::Entry;
+use super::{JobState, JobView};
+use crate::disk::LowSpace;
+
+pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
+    let record = &entry.record;
+    let within = ..record.segment_count.unwrap_or(u32::MAX);
+    let segments = entry.made.range(within).count();
+    let complete = record.state == JobState::Complete;
+    let contiguous = entry
+        .made
+        .range(within)
+        .zip(0..)
+        .take_while(|(made, expected)| *made == expected)
+        .count() as u32;
+    let seconds = f64::from(record.segment_seconds);
+    let total = record.source_duration_seconds;
+    let ready = match (total, record.segment_count) {
+        (Some(total), Some(count)) if contiguous >= count => total,
+        _ => f64::from(contiguous) * seconds,
+    };
+    let live = entry.progress.snapshot();
+    let running = record.state == JobState::Running;
+    let progress = match total {
+        _ if complete => 1.0,
+        Some(total) if total > 0.0 => (ready / total).min(1.0),
+        _ => 0.0,
+    };
+    let rate = if running { live.realtime } else { 0.0 };
+    let eta_seconds = match total {
+        _ if complete => Some(0.0),
+        Some(total) if running && rate > 0.0 => Some(((total - ready) / rate).max(0.0)),
+        _ => None,
+    };
+    JobView {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        source: record.source.clone(),
+        state: record.state,
+        priority: record.priority,
+        model: record.model.clone(),
+        output: record.output.clone(),
+        // The final file gets its name only when whole, just before the job completes.
+        output_ready: complete,
+        segments,
+        segment_count: record.segment_count,
+        duration_seconds: ready,
+        throttled: running && entry.throttled_since.is_some(),
+        source_duration_seconds: total,
+        progress,
+        fps: if running { live.fps } else { 0.0 },
+        rate,
+        eta_seconds,
+        resumes: record.resumes,
+        error: record.error.clone(),
+        waiting_for_space: low_space
+            .filter(|_| record.state == JobState::Queued)
+            .map(LowSpace::to_string),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    }
+}
