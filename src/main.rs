@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match liveup::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("liveup: {error}");
+            eprintln!("liveup: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@ pub mod verdict;
 
 use std::time::Duration;
 
+use anyhow::{bail, Context};
 use serde_json::json;
 
 use super::AuditArgs;
@@ -17,7 +18,7 @@ use crate::upscale::models;
 use bench::{BenchResults, BenchSettings};
 use verdict::{cell, fps_text, Recommendation, Verdict};
 
-pub fn run(args: AuditArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     let tools = Tools::from_env();
     match (&args.output, args.bench) {
         (Some(output), false) => {
@@ -30,7 +31,9 @@ pub fn run(args: AuditArgs) -> Result<(), Box<dyn std::error::Error>> {
                 None => None,
             };
             let sample = Duration::from_secs_f64(args.sample_seconds.max(0.0));
-            let audit = output::audit(&tools, output, sample, job.as_ref())?;
+            let audit = output::audit(&tools, output, sample, job.as_ref())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("auditing {}", output.display()))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&audit)?);
             } else {
@@ -54,11 +57,11 @@ pub fn run(args: AuditArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         (None, true) => bench(&args, &tools),
-        _ => Err("say what to audit: --output FILE or --bench".into()),
+        _ => bail!("say what to audit: --output FILE or --bench"),
     }
 }
 
-fn bench(args: &AuditArgs, tools: &Tools) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(args: &AuditArgs, tools: &Tools) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let names: Vec<String> = match &args.models {
         Some(list) => list.clone(),
@@ -70,7 +73,7 @@ fn bench(args: &AuditArgs, tools: &Tools) -> Result<(), Box<dyn std::error::Erro
     let pipeline_model = if names.contains(&config.model) {
         config.model.clone()
     } else {
-        names.first().cloned().ok_or("--models is empty")?
+        names.first().cloned().context("--models is empty")?
     };
     let settings = BenchSettings {
         models: names,
@@ -90,7 +93,9 @@ fn bench(args: &AuditArgs, tools: &Tools) -> Result<(), Box<dyn std::error::Erro
             settings.budget.as_secs_f64()
         );
     }
-    let results = bench::run(tools, &settings)?;
+    let results = bench::run(tools, &settings)
+        .map_err(anyhow::Error::msg)
+        .context("benchmark")?;
     let verdicts = verdict::verdicts(&results);
     let mut heights = settings.heights.clone();
     heights.sort_unstable();

@@ -7,6 +7,8 @@ pub mod remove;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use anyhow::{bail, Context};
+
 use super::job_folder::human_bytes;
 use super::CleanupArgs;
 use crate::config::Config;
@@ -15,14 +17,13 @@ use policy::{Action, Policy, Report};
 /// Abandoned folders untouched for this long go, unless `--max-age` says otherwise.
 pub const DEFAULT_MAX_AGE_HOURS: f64 = 24.0;
 
-pub fn run(args: CleanupArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: CleanupArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     if !(args.max_age >= 0.0 && args.max_age.is_finite()) {
-        return Err(format!(
+        bail!(
             "--max-age must be a number of hours ≥ 0, got {}",
             args.max_age
-        )
-        .into());
+        );
     }
     let policy = Policy {
         max_age: Duration::from_secs_f64(args.max_age * 3600.0),
@@ -34,7 +35,9 @@ pub fn run(args: CleanupArgs) -> Result<(), Box<dyn std::error::Error>> {
         &config.output_root,
         &policy,
         &HashSet::new(),
-    )?;
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("cleaning {}", config.hls_root.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

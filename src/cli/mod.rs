@@ -161,7 +161,7 @@ pub struct UpscaleArgs {
     pub quiet: bool,
 }
 
-pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Upscale(args) => upscale::run(args),
         Command::Serve(args) => serve::run(args),

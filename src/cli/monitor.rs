@@ -8,6 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{bail, Context};
+
 use super::job_folder::JobFolder;
 use super::MonitorArgs;
 use crate::config::Config;
@@ -25,12 +27,12 @@ enum Target {
     },
 }
 
-pub fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let target = target(&args)?;
     let source_seconds = match &args.input_file {
         Some(file) => Some(
             media::probe(&Tools::from_env(), file)
-                .map_err(|e| format!("--input-file: {e}"))?
+                .with_context(|| format!("--input-file {}", file.display()))?
                 .duration_seconds,
         ),
         None => None,
@@ -61,7 +63,7 @@ pub fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn target(args: &MonitorArgs) -> Result<Target, Box<dyn std::error::Error>> {
+fn target(args: &MonitorArgs) -> anyhow::Result<Target> {
     let given = args.target.as_deref();
     let needs_config = args.config.is_some()
         || args.server.is_some()
@@ -94,17 +96,16 @@ fn target(args: &MonitorArgs) -> Result<Target, Box<dyn std::error::Error>> {
         Some(id) => {
             let dir = hls_root.join(id);
             if id.contains('/') || !dir.is_dir() {
-                return Err(format!(
+                bail!(
                     "{id} is neither a folder nor a job in {}",
                     hls_root.display()
-                )
-                .into());
+                );
             }
             Ok(Target::Folder(dir))
         }
         None => newest_job(&hls_root)
             .map(Target::Folder)
-            .ok_or_else(|| format!("no jobs in {}", hls_root.display()).into()),
+            .with_context(|| format!("no jobs in {}", hls_root.display())),
     }
 }
 
@@ -124,11 +125,11 @@ fn newest_job(hls_root: &Path) -> Option<PathBuf> {
     folders.pop().map(|(_, _, path)| path)
 }
 
-fn read(target: &Target) -> Result<Status, Box<dyn std::error::Error>> {
+fn read(target: &Target) -> anyhow::Result<Status> {
     match target {
         Target::Folder(dir) => {
             if !dir.is_dir() {
-                return Err(format!("{} is gone", dir.display()).into());
+                bail!("{} is gone", dir.display());
             }
             Ok(status::from_folder(&JobFolder::read(dir)))
         }
@@ -137,10 +138,11 @@ fn read(target: &Target) -> Result<Status, Box<dyn std::error::Error>> {
                 Some(id) => format!("/api/jobs/{id}"),
                 None => "/api/jobs".to_string(),
             };
-            let body = get_json(&format!("{url}{path}"), token.as_deref())?;
+            let body =
+                get_json(&format!("{url}{path}"), token.as_deref()).map_err(anyhow::Error::msg)?;
             let job = match job {
                 Some(_) => body,
-                None => pick_job(&body).ok_or("the daemon has no jobs")?,
+                None => pick_job(&body).context("the daemon has no jobs")?,
             };
             Ok(status::from_job_json(&job))
         }

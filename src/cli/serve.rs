@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use anyhow::{bail, Context};
+
 use super::ServeArgs;
 use crate::config::Config;
 use crate::jellyfin::JellyfinClient;
@@ -14,19 +16,16 @@ use crate::watch;
 /// A new library file is queued once it has not changed for this long.
 const WATCH_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     if config.requires_token() && config.token.is_none() {
-        return Err(format!(
+        bail!(
             "bind {} is reachable from other machines: set `token` (or LIVEUP_TOKEN)",
             config.bind
-        )
-        .into());
+        );
     }
     let tools = Tools::from_env();
-    let ffmpeg_version = tools
-        .ffmpeg_version()
-        .map_err(|e| format!("ffmpeg is required: {e}"))?;
+    let ffmpeg_version = tools.ffmpeg_version().context("ffmpeg is required")?;
     let engine = config.engine_options();
     // Load the model once now, so a missing library, model or device stops start-up.
     let device = upscale::build(&config.model, &engine)?.device();
@@ -34,8 +33,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Some(url), Some(key)) => Some(Arc::new(JellyfinClient::new(url, key)?)),
         _ => None,
     };
-    std::fs::create_dir_all(&config.hls_root)?;
-    std::fs::create_dir_all(&config.output_root)?;
+    for root in [&config.hls_root, &config.output_root] {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    }
     let manager = JobManager::new(
         ManagerSettings {
             hls_root: config.hls_root.clone(),
@@ -83,16 +83,14 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             shutdown_signal(),
         )
         .await?;
-        Ok::<(), Box<dyn std::error::Error>>(())
+        Ok::<(), anyhow::Error>(())
     });
     tracing::info!("stopping: saving jobs and stopping every ffmpeg");
     manager.shutdown();
     result
 }
 
-fn start_watcher(
-    state: &Arc<AppState>,
-) -> Result<Option<watch::LibraryWatcher>, Box<dyn std::error::Error>> {
+fn start_watcher(state: &Arc<AppState>) -> anyhow::Result<Option<watch::LibraryWatcher>> {
     if state.config.watch_dirs.is_empty() {
         return Ok(None);
     }

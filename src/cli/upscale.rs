@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::UpscaleArgs;
@@ -7,7 +8,7 @@ use crate::media::Tools;
 use crate::pipeline::{self, Control, EncoderSettings, PipelineSpec, Progress};
 use crate::upscale::{self, EngineOptions};
 
-pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let options = EngineOptions {
         device: args.device,
         ort_library: args.ort_library.clone(),
@@ -52,7 +53,7 @@ pub fn run(args: UpscaleArgs) -> Result<(), Box<dyn std::error::Error>> {
         job.join().expect("the pipeline thread does not panic")
     });
     bar.finish_and_clear();
-    let summary = result?;
+    let summary = result.with_context(|| format!("upscaling {}", args.input.display()))?;
     println!(
         "upscaled {} frames ({}x{} -> {}x{}, {}) in {:.1} s: {:.2} fps, {:.3}x realtime",
         summary.frames,
