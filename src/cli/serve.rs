@@ -13,6 +13,7 @@ use crate::server::{self, AppState};
 use crate::upscale::{self, runtime};
 use crate::watch;
 
+const BLOCKING_THREADS: usize = 32;
 /// A new library file is queued once it has not changed for this long.
 const WATCH_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -69,6 +70,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // File opens and reads come from the page cache in microseconds: a few threads keep
+        // up with hundreds of viewers, and hundreds would only take turns on the cores.
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {

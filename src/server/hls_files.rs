@@ -14,7 +14,8 @@
 //! CORS headers (DESIGN.md §4: CORS on every HLS response).
 
 use std::fmt::Write as _;
-use std::io::SeekFrom;
+use std::io::{Read as _, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -35,8 +36,10 @@ pub const PREFIX: &str = "hls";
 pub const MAX_JOB_LEN: usize = 64;
 /// Longest file name accepted.
 pub const MAX_FILE_LEN: usize = 128;
-/// Files are read and sent in chunks of this size; a file no larger is read in one go.
-const CHUNK: usize = 64 * 1024;
+/// A file no larger than this is read whole when it is opened, in the same trip off the async
+/// workers (a segment is usually well under it); a larger one is sent in chunks of [`CHUNK`].
+pub const READ_WHOLE: u64 = 4 * 1024 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 const ALLOW_METHODS: &str = "GET, HEAD, OPTIONS";
 const ALLOW_HEADERS: &str = "Range, Content-Type, X-Playback-Session-Id, X-Liveup-Token";
@@ -176,7 +179,9 @@ pub enum OpenError {
 /// An open, servable file.
 #[derive(Debug)]
 pub struct Opened {
-    pub file: tokio::fs::File,
+    pub file: std::fs::File,
+    /// The whole file, when it was read at opening (see [`open_confined`]).
+    pub contents: Option<Bytes>,
     /// The file's length when opened (the handle's metadata).
     pub len: u64,
     /// A strong validator: `"<len>-<mtime ns>"` in hex.
@@ -185,21 +190,42 @@ pub struct Opened {
     pub real_path: PathBuf,
 }
 
-/// Follows symlinks and checks that the file is a regular file directly inside the canonical
-/// `<hls_root>/<job>` (itself exactly `<canonical hls_root>/<job>`: a job folder that is a symlink
-/// is refused), whose canonical name is still servable as the same kind; then opens it.
-pub async fn open_confined(hls_root: &Path, resolved: &Resolved) -> Result<Opened, OpenError> {
-    let lost = |_| OpenError::NotFound;
-    let root = tokio::fs::canonicalize(hls_root).await.map_err(lost)?;
-    let job_dir = tokio::fs::canonicalize(hls_root.join(&resolved.job))
+/// Follows symlinks and checks that the file is a regular file directly inside
+/// `<hls_root>/<job>` (a job folder that is a symlink is refused), whose canonical name is still
+/// servable as the same kind; then opens it, and reads it whole when it is no longer than
+/// `read_up_to` bytes. All of it in one blocking task. `hls_root` must be canonical.
+pub async fn open_confined(
+    hls_root: &Path,
+    resolved: &Resolved,
+    read_up_to: u64,
+) -> Result<Opened, OpenError> {
+    let (hls_root, resolved) = (hls_root.to_path_buf(), resolved.clone());
+    tokio::task::spawn_blocking(move || open_blocking(&hls_root, &resolved, read_up_to))
         .await
-        .map_err(lost)?;
-    if job_dir != root.join(&resolved.job) {
+        .unwrap_or_else(|e| Err(OpenError::Io(std::io::Error::other(e))))
+}
+
+fn open_blocking(
+    hls_root: &Path,
+    resolved: &Resolved,
+    read_up_to: u64,
+) -> Result<Opened, OpenError> {
+    let lost = |_| OpenError::NotFound;
+    let job_dir = hls_root.join(&resolved.job);
+    if !std::fs::symlink_metadata(&job_dir).map_err(lost)?.is_dir() {
         return Err(OpenError::Refused("job folder resolves elsewhere"));
     }
-    let real_path = tokio::fs::canonicalize(&resolved.path)
-        .await
-        .map_err(lost)?;
+    // The job id and file name are single plain names and `hls_root` is canonical, so a path
+    // without a symlink is its own canonical form: only a symlink needs resolving.
+    let is_link = std::fs::symlink_metadata(&resolved.path)
+        .map_err(lost)?
+        .file_type()
+        .is_symlink();
+    let real_path = if is_link {
+        resolved.path.canonicalize().map_err(lost)?
+    } else {
+        resolved.path.clone()
+    };
     if real_path.parent() != Some(job_dir.as_path()) {
         return Err(OpenError::Refused("file resolves outside its job folder"));
     }
@@ -209,15 +235,20 @@ pub async fn open_confined(hls_root: &Path, resolved: &Resolved) -> Result<Opene
             "file resolves to a name that is not served",
         ));
     }
-    let file = tokio::fs::File::open(&real_path)
-        .await
+    // Not a link a moment ago: if it became one since, the open fails instead of following it.
+    let no_follow = if is_link { 0 } else { libc::O_NOFOLLOW };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow)
+        .open(&real_path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                 OpenError::NotFound
             }
+            _ if e.raw_os_error() == Some(libc::ELOOP) => OpenError::NotFound,
             _ => OpenError::Io(e),
         })?;
-    let meta = file.metadata().await.map_err(OpenError::Io)?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
     if !meta.is_file() {
         return Err(OpenError::NotFound);
     }
@@ -227,8 +258,16 @@ pub async fn open_confined(hls_root: &Path, resolved: &Resolved) -> Result<Opene
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
+    let contents = if len <= read_up_to {
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact(&mut buf).map_err(OpenError::Io)?;
+        Some(Bytes::from(buf))
+    } else {
+        None
+    };
     Ok(Opened {
         file,
+        contents,
         len,
         etag: format!("\"{len:x}-{mtime_ns:x}\""),
         real_path,
@@ -240,7 +279,7 @@ pub async fn open_confined(hls_root: &Path, resolved: &Resolved) -> Result<Opene
 /// headers); any other request is rejected with warp's plain not-found rejection, so it can be
 /// combined with other routes by `.or()` in any order.
 pub fn routes(hls_root: PathBuf) -> BoxedFilter<(Response,)> {
-    let root = Arc::new(hls_root);
+    let root = Arc::new(hls_root.canonicalize().unwrap_or(hls_root));
     warp::path(PREFIX)
         .and(warp::path::tail())
         .and(warp::method())
@@ -275,6 +314,15 @@ pub async fn handle(hls_root: &Path, tail: &str, method: &Method, headers: &Head
     serve(hls_root, &resolved, method, headers).await
 }
 
+/// How much of a file to read when opening it: a HEAD sends no body.
+pub fn body_to_read(method: &Method) -> u64 {
+    if method == Method::GET {
+        READ_WHOLE
+    } else {
+        0
+    }
+}
+
 /// [`open_confined`] then [`respond`], mapping failures to 404 (or 500 for odd I/O errors).
 pub async fn serve(
     hls_root: &Path,
@@ -282,7 +330,7 @@ pub async fn serve(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    match open_confined(hls_root, resolved).await {
+    match open_confined(hls_root, resolved, body_to_read(method)).await {
         Ok(opened) => respond(opened, resolved.kind, method, headers).await,
         Err(OpenError::NotFound) => not_found(),
         Err(OpenError::Refused(why)) => {
@@ -296,12 +344,7 @@ pub async fn serve(
 /// The answer for an opened file: 200 (or 206 for a satisfiable single byte range on GET, 304
 /// when `If-None-Match` matches, 416 for an unsatisfiable range); HEAD gets the headers GET would
 /// get without a `Range` header, and no body.
-pub async fn respond(
-    mut opened: Opened,
-    kind: FileKind,
-    method: &Method,
-    req: &HeaderMap,
-) -> Response {
+pub async fn respond(opened: Opened, kind: FileKind, method: &Method, req: &HeaderMap) -> Response {
     let mut base = HeaderMap::new();
     set_cors(&mut base);
     put(&mut base, header::CACHE_CONTROL, kind.cache_control());
@@ -353,19 +396,9 @@ pub async fn respond(
     if method == Method::HEAD || count == 0 {
         return build(status, base, Body::empty());
     }
-    if count <= CHUNK as u64 {
-        // Small (playlists, images, small ranges): read it here, in one piece.
-        let mut buf = vec![0u8; count as usize];
-        let read = async {
-            if start > 0 {
-                opened.file.seek(SeekFrom::Start(start)).await?;
-            }
-            opened.file.read_exact(&mut buf).await
-        };
-        if let Err(e) = read.await {
-            return io_error(&opened.real_path, &e);
-        }
-        return build(status, base, Body::from(buf));
+    if let Some(contents) = &opened.contents {
+        let range = start as usize..(start + count) as usize;
+        return build(status, base, Body::from(contents.slice(range)));
     }
     build(status, base, stream_body(opened, start, count))
 }
@@ -376,10 +409,9 @@ pub async fn respond(
 fn stream_body(opened: Opened, start: u64, count: u64) -> Body {
     let (mut tx, body) = Body::channel();
     let Opened {
-        mut file,
-        real_path,
-        ..
+        file, real_path, ..
     } = opened;
+    let mut file = tokio::fs::File::from_std(file);
     tokio::spawn(async move {
         if start > 0 {
             if let Err(e) = file.seek(SeekFrom::Start(start)).await {

@@ -118,11 +118,16 @@ async fn segment_reply(
     let Some(mut landed) = state.manager.segment_events(job) else {
         return hls_files::not_found();
     };
-    let manager = Arc::clone(&state.manager);
-    let id = job.to_string();
-    let found = tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
-        .await
-        .unwrap_or(SegmentState::Never);
+    let found = if state.manager.is_made(job, index) {
+        SegmentState::Ready(state.manager.job_dir(job).segment(index))
+    } else {
+        // The first question about a job may probe its source.
+        let manager = Arc::clone(&state.manager);
+        let id = job.to_string();
+        tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
+            .await
+            .unwrap_or(SegmentState::Never)
+    };
     match found {
         SegmentState::Ready(_) => {}
         SegmentState::Never => {
@@ -162,7 +167,7 @@ async fn segment_reply(
     let Some(resolved) = hls_files::resolve(root, job, file) else {
         return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
     };
-    match hls_files::open_confined(root, &resolved).await {
+    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
         Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
         Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
     }
