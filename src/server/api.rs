@@ -166,9 +166,13 @@ pub async fn cancel_job(
     id: String,
     state: Arc<AppState>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let job = state
-        .manager
-        .cancel(&id)
+    // Saving the cancelled job syncs its job.json: off the async workers.
+    let manager = Arc::clone(&state.manager);
+    let job = tokio::task::spawn_blocking(move || manager.cancel(&id))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).reject()
+        })?
         .map_err(|e| ApiError::from(e).reject())?;
     Ok(warp::reply::json(&state.job_json(&job)).into_response())
 }
