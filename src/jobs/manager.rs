@@ -92,7 +92,7 @@ pub struct Totals {
 /// What a viewer's request for a segment found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SegmentState {
-    Ready(PathBuf),
+    Ready,
     /// Not made yet; being made (or queued).
     Pending,
     /// No such segment in this film, or no such job.
@@ -226,7 +226,9 @@ impl JobManager {
             EncoderSettings::default().codec
         );
         let id = id::job_id(source, metadata.len(), mtime, &settings);
-        let on_disk = self.job_dir(&id).segments_on_disk();
+        // A job met for the first time starts from what its folder holds: listed only then.
+        let known = self.state.lock().unwrap().jobs.contains_key(&id);
+        let on_disk = (!known).then(|| self.job_dir(&id).segments_on_disk());
         let (created, saving) = {
             let mut state = self.state.lock().unwrap();
             if state.shutting_down {
@@ -283,7 +285,7 @@ impl JobManager {
                     let made = state
                         .jobs
                         .remove(&id)
-                        .map_or(on_disk, |previous| previous.made);
+                        .map_or_else(|| on_disk.unwrap_or_default(), |previous| previous.made);
                     let mut entry = Entry::new(record, made);
                     let saving = entry.next_save();
                     state.jobs.insert(id.clone(), entry);
@@ -421,23 +423,26 @@ impl JobManager {
         JobDir::new(&self.settings.hls_root, id)
     }
 
+    /// The film's length and segment count when known (once the source was probed).
+    pub fn known_timeline(&self, id: &str) -> Option<(f64, u32)> {
+        let state = self.state.lock().unwrap();
+        let record = &state.jobs.get(id)?.record;
+        record.source_duration_seconds.zip(record.segment_count)
+    }
+
     /// The film's length and segment count, probing the source if no run has yet.
     pub fn timeline(&self, id: &str) -> Result<(f64, u32), JobError> {
-        let (source, known) = {
+        if let Some(known) = self.known_timeline(id) {
+            return Ok(known);
+        }
+        let source = {
             let state = self.state.lock().unwrap();
             let entry = state
                 .jobs
                 .get(id)
                 .ok_or_else(|| JobError::NotFound(id.to_string()))?;
-            let known = entry
-                .record
-                .source_duration_seconds
-                .zip(entry.record.segment_count);
-            (entry.record.source.clone(), known)
+            entry.record.source.clone()
         };
-        if let Some(known) = known {
-            return Ok(known);
-        }
         let info = media::probe(&self.tools, &source).map_err(JobError::Probe)?;
         let count = estimated_segments(&info, self.settings.segment_seconds);
         self.update(id, |r| {
@@ -471,7 +476,7 @@ impl JobManager {
         };
         match made {
             None => return SegmentState::Never,
-            Some(true) => return SegmentState::Ready(self.job_dir(id).segment(index)),
+            Some(true) => return SegmentState::Ready,
             Some(false) => {}
         }
         // Probes the source the first time: outside the lock.
@@ -522,7 +527,7 @@ impl JobManager {
             }
         }
         match decision {
-            Seek::Ready => SegmentState::Ready(self.job_dir(id).segment(index)),
+            Seek::Ready => SegmentState::Ready,
             Seek::Never => SegmentState::Never,
             Seek::Wait | Seek::Prioritise | Seek::RestartAt(_) | Seek::ResumeAt(_) => {
                 SegmentState::Pending

@@ -64,10 +64,19 @@ async fn handle(
 }
 
 async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &Method) -> Response {
-    let manager = Arc::clone(&state.manager);
-    let id = job.to_string();
-    let timeline = tokio::task::spawn_blocking(move || manager.timeline(&id)).await;
-    let Ok(Ok((total, count))) = timeline else {
+    let timeline = match state.manager.known_timeline(job) {
+        Some(known) => Some(known),
+        // The first question about a job probes its source.
+        None => {
+            let manager = Arc::clone(&state.manager);
+            let id = job.to_string();
+            tokio::task::spawn_blocking(move || manager.timeline(&id).ok())
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    let Some((total, count)) = timeline else {
         // The job's run meets the same problem and fails it; the retry then gets the 410.
         let mut response = hls_files::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -112,33 +121,50 @@ async fn segment_reply(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
+    if !state.manager.is_made(job, index) {
+        if let Err(answer) = wait_for_segment(state, job, index).await {
+            return answer;
+        }
+    }
+    let root = &state.config.hls_root;
+    let Some(resolved) = hls_files::resolve(root, job, file) else {
+        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
+    };
+    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
+        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
+        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+    }
+}
+
+/// Asks the job manager for segment `index` (which may restart the encoder there) and waits
+/// until it is made, at most `segment_wait_seconds`; `Err` is the answer to send instead.
+async fn wait_for_segment(state: &Arc<AppState>, job: &str, index: u32) -> Result<(), Response> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(state.config.segment_wait_seconds);
-    // Subscribed before looking, so a segment landing in between is not missed.
+    // Subscribed before asking, so a segment landing in between is not missed.
     let Some(mut landed) = state.manager.segment_events(job) else {
-        return hls_files::not_found();
+        return Err(hls_files::not_found());
     };
-    let found = if state.manager.is_made(job, index) {
-        SegmentState::Ready(state.manager.job_dir(job).segment(index))
-    } else {
-        // The first question about a job may probe its source.
-        let manager = Arc::clone(&state.manager);
-        let id = job.to_string();
-        tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
-            .await
-            .unwrap_or(SegmentState::Never)
-    };
+    // The first question about a job may probe its source.
+    let manager = Arc::clone(&state.manager);
+    let id = job.to_string();
+    let found = tokio::task::spawn_blocking(move || manager.want_segment(&id, index))
+        .await
+        .unwrap_or(SegmentState::Never);
     match found {
-        SegmentState::Ready(_) => {}
+        SegmentState::Ready => {}
         SegmentState::Never => {
-            if let Some(gone) = state.manager.outcome(job).and_then(ended) {
-                return gone;
-            }
-            return hls_files::json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such segment in this film",
-            );
+            return Err(state
+                .manager
+                .outcome(job)
+                .and_then(ended)
+                .unwrap_or_else(|| {
+                    hls_files::json_error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "no such segment in this film",
+                    )
+                }));
         }
         SegmentState::Pending => loop {
             let woken = tokio::time::timeout_at(deadline.into(), landed.changed()).await;
@@ -146,7 +172,7 @@ async fn segment_reply(
                 break;
             }
             if let Some(gone) = state.manager.outcome(job).and_then(ended) {
-                return gone;
+                return Err(gone);
             }
             if !matches!(woken, Ok(Ok(()))) {
                 state.manager.record_wait(started.elapsed());
@@ -158,19 +184,12 @@ async fn segment_reply(
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-                return response;
+                return Err(response);
             }
         },
     }
     state.manager.record_wait(started.elapsed());
-    let root = &state.config.hls_root;
-    let Some(resolved) = hls_files::resolve(root, job, file) else {
-        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
-    };
-    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
-        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
-        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
-    }
+    Ok(())
 }
 
 /// The answer for a job that will make no more segments: 410 with its state and error.
