@@ -15,6 +15,8 @@
 //! at which [`Priority`]. Paths are kept byte-exact: checking that they lie inside a media root is
 //! the caller's job, after canonicalisation.
 
+mod handlebars;
+
 use std::fmt;
 use std::path::PathBuf;
 
@@ -22,6 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::jellyfin::{check_item_id, ItemIdError};
 pub use crate::jobs::Priority;
+use handlebars::{decode_html_entities, repair_json};
 
 /// The largest body the webhook routes accept (warp's `content_length_limit`). A full Webhook
 /// plugin payload with every property is a few kilobytes.
@@ -180,11 +183,18 @@ pub fn parse_trigger(body: &[u8]) -> Result<Trigger, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::NotJson {
-        line: e.line(),
-        column: e.column(),
-        detail: e.to_string(),
-    })?;
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        // A body the Webhook plugin rendered from `{{Name}}` can be invalid JSON: then the
+        // repaired body counts, and the original's error is the one reported.
+        Err(error) => repair_json(body)
+            .and_then(|repaired| serde_json::from_slice(&repaired).ok())
+            .ok_or_else(|| BodyError::NotJson {
+                line: error.line(),
+                column: error.column(),
+                detail: error.to_string(),
+            })?,
+    };
     let obj = match &value {
         Value::Object(obj) => obj,
         other => {
@@ -475,56 +485,6 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// Undoes the HTML escaping Handlebars applies to `{{Name}}`: the named entities it emits and
-/// numeric character references. Anything else is left as it is.
-fn decode_html_entities(text: &str) -> String {
-    if !text.contains('&') {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let decoded = rest.find(';').filter(|&semi| semi <= 10).and_then(|semi| {
-            let entity = &rest[1..semi];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => {
-                    let code = if let Some(hex) = entity
-                        .strip_prefix("#x")
-                        .or_else(|| entity.strip_prefix("#X"))
-                    {
-                        u32::from_str_radix(hex, 16).ok()
-                    } else if let Some(dec) = entity.strip_prefix('#') {
-                        dec.parse::<u32>().ok()
-                    } else {
-                        None
-                    };
-                    code.and_then(char::from_u32).filter(|&c| c != '\0')
-                }
-            };
-            c.map(|c| (c, semi))
-        });
-        match decoded {
-            Some((c, semi)) => {
-                out.push(c);
-                rest = &rest[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,6 +620,39 @@ mod tests {
         );
         assert_eq!(t.name.as_deref(), Some("Amélie"));
         assert_eq!(t.position_seconds, Some(60.0));
+    }
+
+    /// The bytes the plugin sends for a film called `The "Film" \ Cut` from a template that
+    /// writes `"Name": "{{Name}}"` (double-stash): its quote escape, then Handlebars' HTML one.
+    #[test]
+    fn a_double_stash_name_with_quotes_still_starts_the_job() {
+        for id in [
+            "6f1b1c5e7a2d4c0f9e8d7c6b5a493827",
+            "6f1b1c5e-7a2d-4c0f-9e8d-7c6b5a493827",
+        ] {
+            let body = format!(
+                "{{\"NotificationType\":\"PlaybackStart\",\"ItemId\":\"{id}\",\
+                 \"Name\":\"The \\&quot;Film\\&quot; \\ Cut\",\"ItemType\":\"Movie\"}}"
+            );
+            assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+            let t = parse_ok(&body);
+            assert_eq!(t.target, Target::JellyfinItem(id.into()));
+            assert_eq!(t.name.as_deref(), Some("The \"Film\" \\ Cut"));
+            assert_eq!(decide(&t), Decision::Start(Priority::Playback));
+        }
+        // What cannot be repaired is still refused, with the original's position.
+        let e = parse_err(b"{\"ItemId\":\"a\" \\&quot;}");
+        assert!(
+            matches!(
+                e,
+                BodyError::NotJson {
+                    line: 1,
+                    column: 15,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -990,19 +983,12 @@ mod tests {
     }
 
     #[test]
-    fn html_entities() {
-        assert_eq!(decode_html_entities("A &amp; B"), "A & B");
-        assert_eq!(
-            decode_html_entities("&quot;Q&quot; &#x27;s&#39;"),
-            "\"Q\" 's'"
+    fn only_the_plugin_forms_names_are_html_decoded() {
+        let t = parse_ok(
+            r#"{"NotificationType":"PlaybackStart","ItemId":"6f1b1c5e7a2d4c0f9e8d7c6b5a493827","Name":"A &amp; B"}"#,
         );
-        assert_eq!(decode_html_entities("&lt;&gt;&#x60;&#x3D;"), "<>`=");
-        assert_eq!(
-            decode_html_entities("Fish & Chips; &bogus; &"),
-            "Fish & Chips; &bogus; &"
-        );
-        assert_eq!(decode_html_entities("&#0;&#xD800;"), "&#0;&#xD800;");
-        // Only the plugin form is decoded: a direct request's name is as sent.
+        assert_eq!(t.name.as_deref(), Some("A & B"));
+        // A direct request's name is as sent.
         let t = parse_ok(r#"{"path":"/m/x.mkv","name":"A &amp; B"}"#);
         assert_eq!(t.name.as_deref(), Some("A &amp; B"));
     }
