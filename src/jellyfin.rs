@@ -22,39 +22,43 @@ use crate::base_url::base_url;
 /// How long one request to Jellyfin may take, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest item id accepted. Jellyfin's ids are GUIDs: 32 hex digits, or 36 with hyphens.
-pub const MAX_ITEM_ID_LEN: usize = 64;
-
 /// Everything but `A-Za-z0-9` and `-` is encoded in the query (ids are checked first anyway).
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-');
 
-/// Why a string is not a plausible Jellyfin item id.
+/// Why a string is not a Jellyfin item id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ItemIdError {
     #[error("it is empty")]
     Empty,
-    #[error("it is {len} characters long; at most {} are allowed", MAX_ITEM_ID_LEN)]
-    TooLong { len: usize },
-    #[error("it contains {found:?}; only A-Z, a-z, 0-9 and '-' are allowed")]
+    #[error("it contains {found:?}; a GUID holds only hex digits and hyphens")]
     BadChar { found: char },
+    #[error(
+        "Jellyfin's item ids are GUIDs, 32 hex digits or 36 with hyphens (8-4-4-4-12); this one \
+         is {len} characters long"
+    )]
+    NotGuid { len: usize },
 }
 
-/// Checks that `id` is 1 to [`MAX_ITEM_ID_LEN`] characters of `[A-Za-z0-9-]`, so it can go into
-/// a URL and a file name without escaping.
+/// Checks that `id` is a GUID as Jellyfin writes item ids: 32 hex digits (its API's form), or
+/// 36 with hyphens (the Webhook plugin's `{{ItemId}}`: `dataObject["ItemId"] = item.Id`, a `Guid`
+/// that Handlebars prints in its default form; `Helpers/DataObjectHelpers.cs` line 59).
 pub fn check_item_id(id: &str) -> Result<(), ItemIdError> {
     if id.is_empty() {
         return Err(ItemIdError::Empty);
     }
-    let len = id.chars().count();
-    if len > MAX_ITEM_ID_LEN {
-        return Err(ItemIdError::TooLong { len });
+    if let Some(found) = id.chars().find(|&c| !(c.is_ascii_hexdigit() || c == '-')) {
+        return Err(ItemIdError::BadChar { found });
     }
-    match id
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || c == '-'))
-    {
-        Some(found) => Err(ItemIdError::BadChar { found }),
-        None => Ok(()),
+    let hyphens: Vec<usize> = id.match_indices('-').map(|(at, _)| at).collect();
+    let guid = match id.len() {
+        32 => hyphens.is_empty(),
+        36 => hyphens == [8, 13, 18, 23],
+        _ => false,
+    };
+    if guid {
+        Ok(())
+    } else {
+        Err(ItemIdError::NotGuid { len: id.len() })
     }
 }
 
@@ -945,12 +949,23 @@ mod tests {
             check_item_id("6f1b1c5e-7a2d-4c0f-9e8d-7c6b5a493827"),
             Ok(())
         );
-        assert_eq!(check_item_id(&"a".repeat(64)), Ok(()));
+        assert_eq!(check_item_id(&ID.to_uppercase()), Ok(()));
         assert_eq!(check_item_id(""), Err(ItemIdError::Empty));
-        assert_eq!(
-            check_item_id(&"a".repeat(65)),
-            Err(ItemIdError::TooLong { len: 65 })
-        );
+        for not_guid in [
+            "abc",
+            "6f1b1c5e7a2d4c0f9e8d7c6b5a49382",
+            "6f1b1c5e7a2d4c0f9e8d7c6b5a4938270",
+            "6f1b1c5e-7a2d4c0f-9e8d-7c6b5a493827",
+            "6f1b1c5e-7a2d-4c0f-9e8d7c6b5a49382-",
+        ] {
+            assert_eq!(
+                check_item_id(not_guid),
+                Err(ItemIdError::NotGuid {
+                    len: not_guid.len()
+                }),
+                "{not_guid}"
+            );
+        }
         assert_eq!(
             check_item_id("abc_def"),
             Err(ItemIdError::BadChar { found: '_' })

@@ -10,6 +10,9 @@ use common::daemon::{processes_mentioning, request, Daemon, JellyfinStub, Layout
 use common::{facts, Clip};
 use liveup::hls::MediaPlaylist;
 
+/// The Jellyfin item the stub knows, as its API writes ids.
+const ITEM: &str = "0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5";
+
 fn clip(layout: &Layout, name: &str, seconds: f64) -> std::path::PathBuf {
     Clip {
         seconds,
@@ -22,8 +25,7 @@ fn clip(layout: &Layout, name: &str, seconds: f64) -> std::path::PathBuf {
 fn every_webhook_form_reaches_one_job_that_streams_and_completes() {
     let layout = Layout::new();
     let film = clip(&layout, "Big Film (2020).mkv", 2.0);
-    let jellyfin =
-        JellyfinStub::start(vec![("a1b2c3".into(), film.clone(), "Movie")], "secret-key");
+    let jellyfin = JellyfinStub::start(vec![(ITEM.into(), film.clone(), "Movie")], "secret-key");
     let config = layout.config(&format!(
         "jellyfin_url = \"{}\"\njellyfin_api_key = \"secret-key\"",
         jellyfin.url
@@ -48,16 +50,20 @@ fn every_webhook_form_reaches_one_job_that_streams_and_completes() {
     );
 
     let plain = daemon.trigger_path(&film);
+    // What the Webhook plugin sends from a template with `"Name": "{{Name}}"` (double-stash)
+    // for a title with quotes: its hyphenated `{{ItemId}}`, and `\&quot;` for each quote.
     let plugin = daemon.post(
         "/upscale-trigger",
-        br#"{"NotificationType":"PlaybackStart","ItemId":"a1b2c3","Name":"Big Film","ItemType":"Movie","NotificationUsername":"anna"}"#,
+        br#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f-4a5b-46c7-d8e9-f0a1b2c3d4e5","Name":"Big \&quot;Film\&quot;","ItemType":"Movie","NotificationUsername":"anna"}"#,
     );
     assert_eq!(plugin.status, 200, "{}", plugin.body);
     assert_eq!(plain["job_id"], id.as_str());
     assert_eq!(plugin.json()["job_id"], id.as_str());
     let asked = jellyfin.requests.lock().unwrap().join("\n");
     assert!(
-        asked.contains("GET /Items?ids=a1b2c3&fields=Path,MediaSources"),
+        asked.contains(
+            "GET /Items?ids=0c1d2e3f-4a5b-46c7-d8e9-f0a1b2c3d4e5&fields=Path,MediaSources"
+        ),
         "{asked}"
     );
     assert!(
@@ -140,8 +146,8 @@ fn events_and_items_that_are_not_for_upscaling_are_acknowledged_and_ignored() {
     let layout = Layout::new();
     let daemon = Daemon::start(&layout.config(""));
     for body in [
-        &br#"{"NotificationType":"PlaybackStop","ItemId":"abc","ItemType":"Movie"}"#[..],
-        br#"{"NotificationType":"PlaybackStart","ItemId":"abc","ItemType":"Audio"}"#,
+        &br#"{"NotificationType":"PlaybackStop","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","ItemType":"Movie"}"#[..],
+        br#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","ItemType":"Audio"}"#,
     ] {
         let reply = daemon.post("/upscale-trigger", body);
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -199,7 +205,7 @@ fn bad_requests_get_clear_errors() {
     assert_eq!(error(&path(Path::new("/etc/passwd"))).0, 403);
     assert_eq!(error(br#"{"path":"film.mkv"}"#).0, 400);
     let (status, body) =
-        error(br#"{"NotificationType":"PlaybackStart","ItemId":"abc123","ItemType":"Movie"}"#);
+        error(br#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","ItemType":"Movie"}"#);
     assert_eq!(status, 501, "no Jellyfin configured: {body}");
     assert_eq!(body["error"], "jellyfin_not_configured");
     let message = body["message"].as_str().unwrap();
@@ -223,7 +229,8 @@ fn beyond_loopback_the_control_endpoints_need_the_token() {
     let daemon = Daemon::start(&config);
     let port = daemon.url.rsplit(':').next().unwrap().to_string();
     let base = format!("http://127.0.0.1:{port}");
-    let body = br#"{"NotificationType":"PlaybackStop","ItemId":"abc"}"#;
+    let body =
+        br#"{"NotificationType":"PlaybackStop","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"}"#;
     let post =
         |url: String, headers: &[(&str, &str)]| request("POST", &url, headers, Some(body)).status;
     assert_eq!(post(format!("{base}/upscale-trigger"), &[]), 401);
@@ -305,7 +312,14 @@ fn playback_jobs_jump_the_queue_and_cancel_stops_a_job() {
     let first = clip(&layout, "first.mkv", 3.0);
     let library = clip(&layout, "library.mkv", 1.0);
     let playback = clip(&layout, "playback.mkv", 1.0);
-    let jellyfin = JellyfinStub::start(vec![("11aa".into(), library.clone(), "Episode")], "k");
+    let jellyfin = JellyfinStub::start(
+        vec![(
+            "11aa22bb33cc44dd55ee66ff77889900".into(),
+            library.clone(),
+            "Episode",
+        )],
+        "k",
+    );
     let config = layout.config(&format!(
         "max_jobs = 1\njellyfin_url = \"{}\"\njellyfin_api_key = \"k\"",
         jellyfin.url
@@ -317,7 +331,7 @@ fn playback_jobs_jump_the_queue_and_cancel_stops_a_job() {
         .to_string();
     let added = daemon.post(
         "/upscale-trigger",
-        br#"{"NotificationType":"ItemAdded","ItemId":"11aa","ItemType":"Episode"}"#,
+        br#"{"NotificationType":"ItemAdded","ItemId":"11aa22bb33cc44dd55ee66ff77889900","ItemType":"Episode"}"#,
     );
     assert_eq!(added.status, 200, "{}", added.body);
     let library_id = added.json()["job_id"].as_str().unwrap().to_string();

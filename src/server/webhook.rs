@@ -658,11 +658,13 @@ mod tests {
     #[test]
     fn plugin_position_from_clock_when_no_ticks() {
         let t = parse_ok(
-            r#"{"NotificationType":"PlaybackStart","ItemId":"abc","PlaybackPositionTicks":"",
+            r#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","PlaybackPositionTicks":"",
                 "PlaybackPosition":"01:02:03"}"#,
         );
         assert_eq!(t.position_seconds, Some(3723.0));
-        let t = parse_ok(r#"{"NotificationType":"PlaybackStart","ItemId":"abc"}"#);
+        let t = parse_ok(
+            r#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"}"#,
+        );
         assert_eq!(t.position_seconds, None);
     }
 
@@ -682,7 +684,7 @@ mod tests {
     fn episode_and_other_video_types_start() {
         for ty in ["Episode", "video", "MUSICVIDEO", "Trailer"] {
             let body = format!(
-                r#"{{"NotificationType":"PlaybackStart","ItemId":"a1","ItemType":"{ty}"}}"#
+                r#"{{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","ItemType":"{ty}"}}"#
             );
             assert_eq!(
                 decide(&parse_ok(&body)),
@@ -706,7 +708,7 @@ mod tests {
     #[test]
     fn audio_item_is_ignored() {
         let t = parse_ok(
-            r#"{"NotificationType":"PlaybackStart","ItemId":"abc123","Name":"Song","ItemType":"Audio"}"#,
+            r#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","Name":"Song","ItemType":"Audio"}"#,
         );
         assert_eq!(
             decide(&t),
@@ -722,8 +724,11 @@ mod tests {
 
     #[test]
     fn item_id_alone_is_an_explicit_request() {
-        let t = parse_ok(r#"{"ItemId":"abc-123"}"#);
-        assert_eq!(t.target, Target::JellyfinItem("abc-123".into()));
+        let t = parse_ok(r#"{"ItemId":"0c1d2e3f-4a5b-46c7-d8e9-f0a1b2c3d4e5"}"#);
+        assert_eq!(
+            t.target,
+            Target::JellyfinItem("0c1d2e3f-4a5b-46c7-d8e9-f0a1b2c3d4e5".into())
+        );
         assert_eq!(t.event, Event::Explicit);
         assert_eq!(decide(&t), Decision::Start(Priority::Playback));
     }
@@ -732,20 +737,29 @@ mod tests {
     fn target_preference() {
         // Plugin form: ItemId wins over a (possibly HTML-escaped) rendered path.
         let t = parse_ok(
-            r#"{"NotificationType":"PlaybackStart","ItemId":"abc","Path":"/m/Tom &amp; Jerry.mkv"}"#,
+            r#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","Path":"/m/Tom &amp; Jerry.mkv"}"#,
         );
-        assert_eq!(t.target, Target::JellyfinItem("abc".into()));
+        assert_eq!(
+            t.target,
+            Target::JellyfinItem("0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5".into())
+        );
         // Plugin form without ItemId: its Path is used.
         let t = parse_ok(r#"{"NotificationType":"ItemAdded","Path":"/m/x.mkv"}"#);
         assert_eq!(t.target, path("/m/x.mkv"));
         // Direct request: the path wins.
-        let t = parse_ok(r#"{"Item":{"Path":"/m/seed.mkv"},"path":"/m/top.mkv","ItemId":"abc"}"#);
+        let t = parse_ok(
+            r#"{"Item":{"Path":"/m/seed.mkv"},"path":"/m/top.mkv","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"}"#,
+        );
         assert_eq!(t.target, path("/m/seed.mkv"));
-        let t = parse_ok(r#"{"Path":"/m/top.mkv","ItemId":"abc"}"#);
+        let t = parse_ok(r#"{"Path":"/m/top.mkv","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"}"#);
         assert_eq!(t.target, path("/m/top.mkv"));
         // Nulls count as absent.
-        let t = parse_ok(r#"{"path":null,"ItemId":"abc","Name":null}"#);
-        assert_eq!(t.target, Target::JellyfinItem("abc".into()));
+        let t =
+            parse_ok(r#"{"path":null,"ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","Name":null}"#);
+        assert_eq!(
+            t.target,
+            Target::JellyfinItem("0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5".into())
+        );
     }
 
     #[test]
@@ -887,15 +901,13 @@ mod tests {
 
     #[test]
     fn bad_item_ids() {
-        let cases: [(&str, &str); 5] = [
+        let cases: [(&str, &str); 6] = [
             (r#""""#, "is empty"),
             (r#""abc/../x""#, "'/'"),
             (r#""abc def""#, "' '"),
             (r#""ab&c=1""#, "'&'"),
-            (
-                r#""0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0""#,
-                "65 characters",
-            ),
+            (r#""abc""#, "GUIDs"),
+            (r#""0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5f""#, "33 characters"),
         ];
         for (id, want) in cases {
             let body = format!(r#"{{"NotificationType":"PlaybackStart","ItemId":{id}}}"#);
@@ -911,33 +923,44 @@ mod tests {
         }
         let e = parse_err(br#"{"ItemId":12345}"#);
         assert_eq!(e.to_string(), "`ItemId`: expected a string, got number");
-        // 64 characters is the limit, inclusive.
-        let ok = format!(r#"{{"ItemId":"{}"}}"#, "a".repeat(64));
-        assert!(parse_trigger(ok.as_bytes()).is_ok());
+        let e = parse_err(br#"{"ItemId":"abc"}"#);
+        assert_eq!(
+            e.to_string(),
+            "`ItemId` is not a valid Jellyfin item id: Jellyfin's item ids are GUIDs, 32 hex \
+             digits or 36 with hyphens (8-4-4-4-12); this one is 3 characters long"
+        );
+        assert_eq!(e.http_status(), 400);
     }
 
     #[test]
     fn fields_we_use_are_strict() {
-        let e = parse_err(br#"{"NotificationType":"","ItemId":"abc"}"#);
+        let e =
+            parse_err(br#"{"NotificationType":"","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"}"#);
         assert!(
             e.to_string().starts_with("`NotificationType`: is empty"),
             "{e}"
         );
-        let e = parse_err(br#"{"NotificationType":3,"ItemId":"abc"}"#);
+        let e = parse_err(br#"{"NotificationType":3,"ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5"}"#);
         assert_eq!(
             e.to_string(),
             "`NotificationType`: expected a string, got number"
         );
-        let e = parse_err(br#"{"ItemId":"abc","ItemType":1}"#);
+        let e = parse_err(br#"{"ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","ItemType":1}"#);
         assert_eq!(e.to_string(), "`ItemType`: expected a string, got number");
-        let e = parse_err(br#"{"ItemId":"abc","PlaybackPositionTicks":"soon"}"#);
+        let e = parse_err(
+            br#"{"ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","PlaybackPositionTicks":"soon"}"#,
+        );
         assert_eq!(
             e.to_string(),
             "`PlaybackPositionTicks`: expected a non-negative number, got \"soon\""
         );
-        let e = parse_err(br#"{"ItemId":"abc","PlaybackPositionTicks":-5}"#);
+        let e = parse_err(
+            br#"{"ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","PlaybackPositionTicks":-5}"#,
+        );
         assert!(e.to_string().contains("got -5"), "{e}");
-        let e = parse_err(br#"{"ItemId":"abc","PlaybackPosition":"ages"}"#);
+        let e = parse_err(
+            br#"{"ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","PlaybackPosition":"ages"}"#,
+        );
         assert_eq!(
             e.to_string(),
             "`PlaybackPosition`: expected hh:mm:ss, got \"ages\""
@@ -951,7 +974,7 @@ mod tests {
     #[test]
     fn lenient_with_fields_we_do_not_use() {
         let t = parse_ok(
-            r#"{"NotificationType":"PlaybackStart","ItemId":"abc","Name":1917,"ItemType":"",
+            r#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","Name":1917,"ItemType":"",
                 "Year":"","SeasonNumber":null,"IsPaused":"False","Video_0_Height":"",
                 "Nested":{"a":[1,2,{}]},"ServerUrl":42}"#,
         );
@@ -962,10 +985,14 @@ mod tests {
 
     #[test]
     fn notification_type_case_and_key_case() {
-        let t =
-            parse_ok(r#"{"notificationtype":"playbackstart","itemid":"abc","itemtype":"movie"}"#);
+        let t = parse_ok(
+            r#"{"notificationtype":"playbackstart","itemid":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","itemtype":"movie"}"#,
+        );
         assert_eq!(t.event, Event::PlaybackStart);
-        assert_eq!(t.target, Target::JellyfinItem("abc".into()));
+        assert_eq!(
+            t.target,
+            Target::JellyfinItem("0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5".into())
+        );
         assert_eq!(decide(&t), Decision::Start(Priority::Playback));
     }
 

@@ -262,9 +262,15 @@ impl JellyfinStub {
                 }
                 seen.lock().unwrap().push(head.clone());
                 let authorized = head.contains(&format!("MediaBrowser Token=\"{api_key}\""));
+                // Jellyfin parses the id as a Guid, with or without hyphens, and answers with
+                // its 32-digit form.
+                let asked = head
+                    .split_once("ids=")
+                    .and_then(|(_, rest)| rest.split(['&', ' ']).next())
+                    .map(|id| id.replace('-', "").to_ascii_lowercase());
                 let found: Vec<serde_json::Value> = items
                     .iter()
-                    .filter(|(id, _, _)| head.contains(&format!("ids={id}")))
+                    .filter(|(id, _, _)| asked.as_deref() == Some(id.as_str()))
                     .map(|(id, path, kind)| {
                         serde_json::json!({"Id": id, "Name": "Stub film", "Path": path, "Type": kind})
                     })

@@ -70,7 +70,7 @@ fn configuration_errors_say_what_to_fix_and_never_ask_to_retry() {
         jellyfin.url
     ));
     let daemon = Daemon::start(&config);
-    let body = br#"{"NotificationType":"PlaybackStart","ItemId":"abc123","ItemType":"Movie"}"#;
+    let body = br#"{"NotificationType":"PlaybackStart","ItemId":"0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5","ItemType":"Movie"}"#;
     let reply = daemon.post("/upscale-trigger", body);
     assert_eq!(reply.status, 501, "{}", reply.body);
     assert!(reply.header("retry-after").is_none());
