@@ -19,6 +19,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::base_url::base_url;
+use crate::path_map::PathMapping;
 use crate::upscale::{models, DeviceChoice, EngineOptions, DEFAULT_MODEL};
 
 const ENV_PREFIX: &str = "LIVEUP_";
@@ -80,6 +81,9 @@ pub struct Config {
     /// Below this much free space where jobs write, no job starts and running ones pause until
     /// space returns, so a filling disk never turns into a string of failed jobs (0: off).
     pub min_free_space_mb: u64,
+    /// Jellyfin's folders and the same folders in liveup's file system (`/media:/mnt/media`),
+    /// for the paths that come from Jellyfin. In the environment: pairs separated by `;`.
+    pub path_map: Vec<PathMapping>,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             session_timeout_seconds: 600,
             cleanup_interval_seconds: 0,
             min_free_space_mb: 1024,
+            path_map: Vec::new(),
         }
     }
 
@@ -191,7 +196,8 @@ impl Config {
                 continue;
             };
             origins.set(key, Source::Env(name.clone()));
-            let value = env_value(kinds.get(*key), &text).map_err(|m| origins.invalid(key, m))?;
+            let value =
+                env_value(key, kinds.get(*key), &text).map_err(|m| origins.invalid(key, m))?;
             table.insert(key.to_string(), value);
         }
 
@@ -397,7 +403,10 @@ fn keys() -> &'static [&'static str] {
 }
 
 /// An environment variable's text as a TOML value of the same type as the key's default.
-fn env_value(default: Option<&toml::Value>, text: &str) -> Result<toml::Value, String> {
+/// Keys whose items hold `:` themselves: their environment lists are `;`-separated.
+const SEMICOLON_LISTS: &[&str] = &["path_map"];
+
+fn env_value(key: &str, default: Option<&toml::Value>, text: &str) -> Result<toml::Value, String> {
     use toml::Value;
     Ok(match default {
         Some(Value::Integer(_)) => Value::Integer(
@@ -416,10 +425,14 @@ fn env_value(default: Option<&toml::Value>, text: &str) -> Result<toml::Value, S
             _ => return Err(format!("expected true or false, got {text:?}")),
         }),
         Some(Value::Array(_)) => Value::Array(
-            text.split(':')
-                .filter(|item| !item.is_empty())
-                .map(|item| Value::String(item.to_string()))
-                .collect(),
+            text.split(if SEMICOLON_LISTS.contains(&key) {
+                ';'
+            } else {
+                ':'
+            })
+            .filter(|item| !item.is_empty())
+            .map(|item| Value::String(item.to_string()))
+            .collect(),
         ),
         _ => Value::String(text.to_string()),
     })
@@ -627,6 +640,26 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("`segment_seconds`"), "{message}");
         assert!(message.contains("`segment_time`"), "{message}");
+    }
+
+    #[test]
+    fn jellyfins_folders_map_to_liveups_from_the_file_and_the_environment() {
+        let dir = TempDir::new().unwrap();
+        let config = from_file(
+            &dir,
+            "path_map = [\"/media:/mnt/media\", \"/tv:/srv/tv\"]\n",
+        )
+        .unwrap();
+        let shown: Vec<String> = config.path_map.iter().map(|m| m.to_string()).collect();
+        assert_eq!(shown, ["/media:/mnt/media", "/tv:/srv/tv"]);
+        let vars = [("LIVEUP_PATH_MAP", "/media:/mnt/media;/tv:/srv/tv")];
+        assert_eq!(from_env(&dir, &vars).unwrap().path_map, config.path_map);
+        let file = Source::File("/etc/liveup.toml".to_string());
+        assert_invalid(
+            from_file(&dir, "path_map = [\"/media\"]\n"),
+            "path_map",
+            &file,
+        );
     }
 
     #[test]
@@ -869,7 +902,8 @@ mod tests {
              ort_library = \"/opt/libonnxruntime.so\"\nmodels_dir = \"/opt/models\"\n\
              tile_size = 512\nsegment_wait_seconds = 5\njit_restart_seconds = 12\n\
              throttle_ahead_seconds = 40\nsession_timeout_seconds = 60\n\
-             cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n",
+             cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n\
+             path_map = [\"/media:/mnt/media\"]\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );

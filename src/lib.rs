@@ -21,6 +21,7 @@ pub mod jellyfin;
 pub mod job_dir;
 pub mod jobs;
 pub mod media;
+pub mod path_map;
 pub mod paths;
 pub mod pipeline;
 pub mod server;

@@ -517,3 +517,41 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("LIVEUP_MAX_JOBS"));
 }
+
+/// Jellyfin in another container sees the library as `/jellyfin-media`: its API's paths and the
+/// paths in webhook bodies are mapped to liveup's folder by `path_map`.
+#[test]
+fn jellyfins_paths_are_mapped_to_liveups_folders() {
+    let layout = Layout::new();
+    let film = clip(&layout, "Mapped (2021).mkv", 1.0);
+    let seen_by_jellyfin = Path::new("/jellyfin-media/Mapped (2021).mkv");
+    let jellyfin = JellyfinStub::start(
+        vec![(ITEM.into(), seen_by_jellyfin.to_path_buf(), "Movie")],
+        "k",
+    );
+    let config = layout.config(&format!(
+        "jellyfin_url = \"{}\"\njellyfin_api_key = \"k\"\npath_map = [\"/jellyfin-media:{}\"]",
+        jellyfin.url,
+        layout.media.display()
+    ));
+    let daemon = Daemon::start(&config);
+
+    let by_item = daemon.post(
+        "/upscale-trigger",
+        format!(r#"{{"NotificationType":"PlaybackStart","ItemId":"{ITEM}","ItemType":"Movie"}}"#)
+            .as_bytes(),
+    );
+    assert_eq!(by_item.status, 200, "{}", by_item.body);
+    let id = by_item.json()["job_id"].as_str().unwrap().to_string();
+    let by_path = daemon.trigger_path(seen_by_jellyfin);
+    assert_eq!(by_path["job_id"], id.as_str(), "the same film, one job");
+    let job = daemon.wait_complete(&id);
+    assert_eq!(job["source"], film.to_str().unwrap());
+
+    // A path under no mapped folder stays as it is: outside the media roots.
+    let unmapped = daemon.post(
+        "/upscale-trigger",
+        br#"{"path":"/elsewhere/Mapped (2021).mkv"}"#,
+    );
+    assert_eq!(unmapped.status, 403, "{}", unmapped.body);
+}

@@ -11,6 +11,7 @@ use super::errors::ApiError;
 use super::webhook::{self, Decision, Target};
 use super::{metrics, AppState};
 use crate::jobs::{intake, JobState, JobView, Priority};
+use crate::path_map;
 
 pub async fn trigger(
     body: Bytes,
@@ -117,6 +118,8 @@ async fn start(
             (item.path, trigger.name.or(item.name))
         }
     };
+    // Both kinds name the file as Jellyfin sees it.
+    let path = path_map::to_liveup(&state.config.path_map, &path);
     let manager = Arc::clone(&state.manager);
     let roots = state.config.media_roots.clone();
     // Resolving the path touches the file system: off the async workers, with the submission.
