@@ -19,6 +19,26 @@
  *     keeping the position and the play/pause state;
  *  5. on a fatal playback error puts the original source back at the current position, and when
  *     the upscaling job failed or was cancelled (liveup answers 410) tells the viewer why.
+ *
+ * Living inside jellyfin-web's player (src/plugins/htmlVideoPlayer/plugin.js and
+ * src/components/htmlMediaHelper.js):
+ *  - Once play starts, jellyfin-web adds an `error` listener to the element (onSuccessfulPlay);
+ *    for media errors 2, 3 and 4 its onError goes to playbackmanager's onPlaybackError, which
+ *    retries with a transcode (changeStream with EnableDirectPlay: false): a new `src`. While
+ *    liveup's stream is on the element, an error of that stream is liveup's alone: a capturing
+ *    listener on window stops it before it reaches the element's listeners, and liveup goes back
+ *    to the original itself.
+ *  - Any `src` jellyfin-web writes while liveup's stream plays (a track or quality change through
+ *    setCurrentSrc, its own transcode, resetSrc when playback ends) wins: liveup lets go of the
+ *    element (its hls.js leaves a source it did not set alone), restores nothing, and does not
+ *    switch again until the next playback.
+ *  - Only direct play is taken over: a `/Videos/{id}/stream…?Static=true` source, or PlayMethod
+ *    DirectPlay in jellyfin-web's own ApiClient.reportPlayback* calls. A transcode, through
+ *    jellyfin-web's hls.js or played natively (Safari, Chromium ≥ 141), is left alone.
+ *  - jellyfin-web sets window.Hls to its own hls.js (requireHlsPlayer). liveup imports the hls.js
+ *    it pins as an ES module and never reads or changes window.Hls.
+ *  - The upscaled playlist starts at the film's start, so currentTime stays the film's position:
+ *    progress reports, resume points, seeking from the OSD and `ended` work as before.
  * window.liveup exposes the state for debugging; every change is also a `liveup:state` event on
  * window.
  */
@@ -39,7 +59,7 @@
     {
       // Where liveup answers; by default the origin this script was loaded from.
       liveupUrl: scriptOrigin,
-      // hls.js as liveup serves it (installed from npm by scripts/setup; no CDN).
+      // hls.js as liveup serves it, an ES module (installed from npm by scripts/setup; no CDN).
       hlsJsUrl: null,
       // liveup's shared token, needed when it listens beyond loopback.
       token: '',
@@ -74,11 +94,13 @@
     window.LIVEUP_CONFIG || {}
   );
   CONFIG.liveupUrl = String(CONFIG.liveupUrl || '').replace(/\/+$/, '');
-  if (!CONFIG.hlsJsUrl) CONFIG.hlsJsUrl = CONFIG.liveupUrl + '/plugin/hls.js';
+  if (!CONFIG.hlsJsUrl) CONFIG.hlsJsUrl = CONFIG.liveupUrl + '/plugin/hls.mjs';
 
   var ITEM_ID = '([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})';
   var PLAYBACK_INFO = new RegExp('/Items/' + ITEM_ID + '/PlaybackInfo', 'i');
   var VIDEO_URL = new RegExp('/Videos/' + ITEM_ID + '/', 'i');
+  // jellyfin-web's direct play: the file itself, `/Videos/{id}/stream.{container}?Static=true&…`.
+  var DIRECT_PLAY_URL = /\/Videos\/[^/?#]+\/stream(\.[A-Za-z0-9]+)?\?([^#]*&)?static=true(&|#|$)/i;
 
   function log() {
     if (CONFIG.debug && window.console) {
@@ -89,6 +111,11 @@
   // One playback of one film: what liveup said about it and where the switch stands.
   var session = null;
   var hlsLoad = null;
+  // The item whose playback jellyfin-web took back (it wrote its own source): no switching again
+  // until the next playback.
+  var yielded = null;
+  // PlayMethod by item, as jellyfin-web reports it to the server.
+  var playMethods = {};
 
   var api = {
     config: CONFIG,
@@ -160,6 +187,9 @@
 
   function onItem(itemId) {
     if (session && session.itemId === itemId && session.state !== 'ended') return;
+    if (yielded === itemId) return;
+    yielded = null;
+    watchReports();
     end('another item');
     session = {
       itemId: itemId,
@@ -194,21 +224,52 @@
     })();
   }
 
-  // Jellyfin moved on (another source, the player closed): forget this playback.
+  function currentSrc(video) {
+    return video.currentSrc || video.src || '';
+  }
+
+  // Jellyfin moved on (another source, the player closed): forget this playback. While liveup's
+  // stream is on the element, any source liveup did not set is jellyfin-web's, and it wins.
   function watchVideo(s) {
     var video = s.video;
     s.onLoadStart = function () {
-      if (session !== s || s.switching) return;
-      var src = video.currentSrc || video.src || '';
-      // blob: is ours (or Jellyfin's own hls.js, which a PlaybackInfo request announces).
-      if (!src || src.indexOf('blob:') === 0) return;
-      if (s.original && src !== s.original.src) end('source changed');
+      if (session !== s || s.switching || s.attaching) return;
+      var src = currentSrc(video);
+      if (s.ourSrc) {
+        if (src !== s.ourSrc) letGo(s, 'Jellyfin changed the source');
+        return;
+      }
+      if (s.original && src && src !== s.original.src) end('source changed');
     };
     video.addEventListener('loadstart', s.onLoadStart);
-    // The first direct-play URL, if no PlaybackInfo was seen.
-    var src = video.currentSrc || video.src || '';
+    video.addEventListener('emptied', s.onLoadStart);
+    var src = currentSrc(video);
     if (!s.original && src && src.indexOf('blob:') !== 0) s.original = { src: src };
   }
+
+  // jellyfin-web took the element back: liveup stops, touching nothing.
+  function letGo(s, reason) {
+    yielded = s.itemId;
+    end(reason);
+  }
+
+  // Errors of liveup's stream are liveup's: stopped on their way to the element, where
+  // jellyfin-web's onError would start a transcode over liveup's own way back. Code 1 (aborted)
+  // comes with every change of source; an error of a source liveup did not set is not its own.
+  window.addEventListener(
+    'error',
+    function (event) {
+      var s = session;
+      if (!s || !s.video || event.target !== s.video) return;
+      var ours = s.switching || (s.ourSrc && currentSrc(s.video) === s.ourSrc);
+      if (!ours || s.state === 'fallback') return;
+      event.stopImmediatePropagation();
+      var error = s.video.error;
+      if (error && error.code === 1) return;
+      streamBroke(s, 'media error ' + (error ? error.code : '?'));
+    },
+    true
+  );
 
   function end(reason) {
     var s = session;
@@ -225,13 +286,18 @@
       }
       s.hls = null;
     }
-    if (s.video && s.onLoadStart) s.video.removeEventListener('loadstart', s.onLoadStart);
+    if (s.video && s.onLoadStart) {
+      s.video.removeEventListener('loadstart', s.onLoadStart);
+      s.video.removeEventListener('emptied', s.onLoadStart);
+    }
     setState(s, 'ended', { reason: reason });
     session = null;
   }
 
   window.addEventListener('hashchange', function () {
-    if (session && !onVideoRoute()) end('left the player');
+    if (onVideoRoute()) return;
+    yielded = null;
+    if (session) end('left the player');
   });
 
   // A direct-play URL names the item too: the fallback when no PlaybackInfo request was seen.
@@ -349,12 +415,41 @@
       });
   }
 
+  // What jellyfin-web says it does, else what its source URL says.
+  function playMethod(s) {
+    watchReports();
+    if (playMethods[s.itemId]) return playMethods[s.itemId];
+    return DIRECT_PLAY_URL.test(currentSrc(s.video)) ? 'DirectPlay' : 'not direct play';
+  }
+
+  // jellyfin-web tells the server how it plays each item (reportPlaybackStart/Progress with a
+  // PlayMethod); ApiClient appears after this script runs, so this is done when first needed.
+  function watchReports() {
+    var client = window.ApiClient;
+    if (!client || client.__liveupWatched) return;
+    client.__liveupWatched = true;
+    ['reportPlaybackStart', 'reportPlaybackProgress'].forEach(function (name) {
+      var original = client[name];
+      if (typeof original !== 'function') return;
+      client[name] = function (options) {
+        try {
+          if (options && options.ItemId && options.PlayMethod) {
+            playMethods[String(options.ItemId).replace(/-/g, '').toLowerCase()] = options.PlayMethod;
+          }
+        } catch (e) {
+          /* never break Jellyfin's own reports */
+        }
+        return original.apply(this, arguments);
+      };
+    });
+  }
+
   function ready_(s, facts) {
-    var src = s.video.currentSrc || s.video.src || '';
-    if (src.indexOf('blob:') === 0) {
-      // Jellyfin is playing through its own hls.js: taking the element over would leave that
-      // instance fighting ours, and there would be nothing to fall back to.
-      return setState(s, 'gave_up', Object.assign({ reason: "Jellyfin is transcoding; liveup only takes over direct play" }, facts));
+    var method = playMethod(s);
+    if (method !== 'DirectPlay') {
+      // Taking over a transcode would leave jellyfin-web's hls.js (or the browser's own HLS)
+      // fighting liveup's, with no file to fall back to.
+      return setState(s, 'gave_up', Object.assign({ reason: 'Jellyfin is not direct-playing this film (' + method + '); liveup only takes over direct play', playMethod: method }, facts));
     }
     setState(s, 'ready', facts);
     if (CONFIG.autoSwitch) startSwitch(s);
@@ -472,21 +567,15 @@
 
   // ---- switching ----------------------------------------------------------------------------
 
+  // liveup's own hls.js, imported as a module: window.Hls (jellyfin-web's) is never used nor set.
   function loadHlsJs() {
-    if (window.Hls) return Promise.resolve(window.Hls);
     if (!hlsLoad) {
-      hlsLoad = new Promise(function (resolve, reject) {
-        var tag = document.createElement('script');
-        tag.src = CONFIG.hlsJsUrl;
-        tag.onload = function () {
-          if (window.Hls) resolve(window.Hls);
-          else reject(new Error('hls.js did not define Hls'));
-        };
-        tag.onerror = function () {
-          hlsLoad = null;
-          reject(new Error('cannot load ' + CONFIG.hlsJsUrl));
-        };
-        document.head.appendChild(tag);
+      hlsLoad = import(CONFIG.hlsJsUrl).then(function (module) {
+        if (!module || typeof module.default !== 'function') throw new Error(CONFIG.hlsJsUrl + ' is not hls.js');
+        return module.default;
+      });
+      hlsLoad.catch(function () {
+        hlsLoad = null;
       });
     }
     return hlsLoad;
@@ -531,6 +620,7 @@
           videoWidth: video.videoWidth,
           videoHeight: video.videoHeight,
           engine: s.hls ? 'hls.js' : 'native',
+          engineVersion: s.hls ? s.hls.constructor.version : undefined,
         });
       })
       .catch(function (error) {
@@ -544,6 +634,14 @@
         Object.assign({ autoStartLoad: false, startPosition: position }, CONFIG.hlsConfig)
       );
       s.hls = hls;
+      // hls.js sets the element's source itself (an object URL), again when it recovers.
+      hls.on(Hls.Events.MEDIA_ATTACHING, function () {
+        s.attaching = true;
+      });
+      hls.on(Hls.Events.MEDIA_ATTACHED, function () {
+        s.attaching = false;
+        s.ourSrc = s.video.src;
+      });
       hls.on(Hls.Events.MANIFEST_PARSED, function () {
         log('manifest parsed; loading from', position);
         hls.startLoad(position);
@@ -567,13 +665,10 @@
     });
   }
 
+  // Its errors reach liveup through the capturing listener on window.
   function attachNative(s, url) {
-    s.onNativeError = function () {
-      var error = s.video.error;
-      streamBroke(s, 'media error ' + (error ? error.code : '?'));
-    };
-    s.video.addEventListener('error', s.onNativeError);
     s.video.src = url;
+    s.ourSrc = s.video.src;
   }
 
   // Waits for the new source to have a picture, puts it at `position`, restores play/pause.
@@ -651,7 +746,7 @@
       }
       s.hls = null;
     }
-    if (s.onNativeError) video.removeEventListener('error', s.onNativeError);
+    s.ourSrc = null;
     if (!s.original || !s.original.src) {
       return setState(s, 'failed', { reason: reason + '; no original source to go back to' });
     }

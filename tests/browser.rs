@@ -25,7 +25,7 @@ const ORIGINAL: (u32, u32) = (96, 54);
 /// The default model doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
 const NODE_LIMIT: Duration = Duration::from_secs(150);
-const TESTS: [&str; 9] = [
+const TESTS: [&str; 12] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
@@ -35,6 +35,9 @@ const TESTS: [&str; 9] = [
     "a_job_failing_while_switched_restores_the_original_and_says_why",
     "a_failed_job_is_never_offered_and_the_viewer_is_told",
     "status_page_lists_jobs_plays_them_and_shows_before_after",
+    "an_error_on_the_upscaled_stream_is_handled_by_liveup_alone",
+    "jellyfin_changing_the_source_ends_liveups_session_for_good",
+    "a_transcode_is_left_alone",
 ];
 
 fn film(layout: &Layout, name: &str, seconds: f64, photo: bool) -> PathBuf {

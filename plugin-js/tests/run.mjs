@@ -13,7 +13,7 @@
 // Prints one line per test and "N passed, N failed"; exits 1 when any failed.
 
 import { createServer } from 'node:http';
-import { createReadStream, mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -37,7 +37,19 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- the stand-in for Jellyfin's web client ---------------------------------------------------
 
-const page = (item, config, start) => `<!doctype html>
+// It imitates what jellyfin-web (10.10, 10.11, master) does around its <video>:
+// - src/plugins/htmlVideoPlayer/plugin.js requireHlsPlayer: window.Hls is jellyfin-web's hls.js
+//   (here the hls.js liveup serves, loaded as a classic script and marked);
+// - htmlMediaHelper.js onSuccessfulPlay: once play() resolves, an `error` listener on the element;
+//   plugin.js onError ignores codes 0 and 1 and sends 2, 3 and 4 to playbackmanager's
+//   onPlaybackError, which retries with a transcode (changeStream, EnableDirectPlay: false): a
+//   new src;
+// - plugin.js setCurrentSrc: a track or quality change writes a new src;
+// - plugin.js onEnded → htmlMediaHelper.js onEndedInternal: removes the error listener, resetSrc;
+// - ApiClient.reportPlaybackStart / reportPlaybackProgress with PlayMethod and PositionTicks
+//   (from element.currentTime).
+// Every write of the element's src is logged with who wrote it.
+const page = (item, config, start, method) => `<!doctype html>
 <html><head><meta charset="utf-8"><title>Jellyfin (stand-in)</title>
 <style>
   body { margin: 0; background: #101010; color: #ddd; font: 14px sans-serif; }
@@ -45,6 +57,8 @@ const page = (item, config, start) => `<!doctype html>
   video.htmlvideoplayer { width: 100%; height: 100%; object-fit: contain; }
   .videoOsdBottom { padding: .5em 1em; display: flex; gap: 2em; }
 </style>
+<script src="${LIVEUP}/plugin/hls.js"></script>
+<script>window.Hls.__jellyfinWeb = true; window.__jellyfinHls = window.Hls;</script>
 <script>window.LIVEUP_CONFIG = ${JSON.stringify(config)};</script>
 <script src="${LIVEUP}/plugin/hls-streaming.js"></script>
 </head><body>
@@ -73,17 +87,78 @@ const page = (item, config, start) => `<!doctype html>
     document.querySelector('.source').textContent =
       (video.currentSrc.startsWith('blob:') ? 'upscaled ' : 'original ') + video.videoWidth + '×' + video.videoHeight;
   });
-  // As Jellyfin does: ask for PlaybackInfo, open the player route, direct-play the file.
-  async function play(itemId) {
+  // Who writes the element's src, and what.
+  window.__srcWrites = [];
+  let writer = 'liveup';
+  const srcProperty = Object.getOwnPropertyDescriptor(HTMLMediaElement.prototype, 'src');
+  Object.defineProperty(video, 'src', {
+    configurable: true,
+    get() { return srcProperty.get.call(this); },
+    set(value) {
+      window.__srcWrites.push({ by: writer, src: String(value), at: performance.now() });
+      srcProperty.set.call(this, value);
+    },
+  });
+  const jellyfinWrites = (src) => { writer = 'jellyfin'; try { video.src = src; } finally { writer = 'liveup'; } };
+
+  const PLAY_METHOD = ${JSON.stringify(method)};
+  window.__reports = [];
+  window.ApiClient = {
+    reportPlaybackStart(options) { window.__reports.push(Object.assign({ kind: 'start' }, options)); return Promise.resolve(); },
+    reportPlaybackProgress(options) { window.__reports.push(Object.assign({ kind: 'progress' }, options)); return Promise.resolve(); },
+  };
+  let itemId = null;
+  let source = null;
+  const report = (kind) => window.ApiClient[kind]({
+    ItemId: itemId, MediaSourceId: source.Id, PlayMethod: PLAY_METHOD, PositionTicks: Math.round(video.currentTime * 1e7),
+  });
+
+  window.__jellyfinErrors = [];
+  window.__jellyfinEnded = 0;
+  function onError() {
+    const code = video.error ? video.error.code || 0 : 0;
+    if (code === 0 || code === 1) return;
+    window.__jellyfinErrors.push(code);
+    // onPlaybackError → changeStream(EnableDirectPlay: false): a transcode from where it was.
+    jellyfinWrites('/Videos/' + itemId + '/stream.mp4?Static=false&EnableDirectPlay=false&TranscodeReasons=ContainerNotSupported');
+    video.play().catch(() => {});
+  }
+  video.addEventListener('ended', () => {
+    window.__jellyfinEnded += 1;
+    video.removeEventListener('error', onError);
+    jellyfinWrites('');
+    video.removeAttribute('src');
+  });
+  window.__jellyfin = {
+    // setCurrentSrc for an audio track change: the same file, another AudioStreamIndex.
+    changeAudioTrack() {
+      video.removeEventListener('error', onError);
+      const at = video.currentTime;
+      jellyfinWrites(directPlayUrl() + '&AudioStreamIndex=2');
+      video.currentTime = at;
+      return video.play().then(() => video.addEventListener('error', onError));
+    },
+  };
+  let playSession = null;
+  const directPlayUrl = () => '/Videos/' + itemId + '/stream.mp4?Static=true&mediaSourceId=' + source.Id + '&PlaySessionId=' + playSession;
+
+  // As Jellyfin does: ask for PlaybackInfo, open the player route, play, report.
+  async function play(id) {
+    itemId = id;
     const info = await (await fetch('/Items/' + itemId + '/PlaybackInfo?UserId=u1&StartTimeTicks=0&IsPlayback=true', {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ DeviceProfile: {} }),
     })).json();
     location.hash = '#/video?id=' + itemId;
-    const source = info.MediaSources[0];
-    video.src = '/Videos/' + itemId + '/stream.mp4?Static=true&mediaSourceId=' + source.Id + '&PlaySessionId=' + info.PlaySessionId;
+    source = info.MediaSources[0];
+    playSession = info.PlaySessionId;
+    jellyfinWrites(PLAY_METHOD === 'DirectPlay' ? directPlayUrl()
+      : '/Videos/' + itemId + '/stream.mp4?Static=false&VideoCodec=h264&PlaySessionId=' + playSession);
     // Resuming where the viewer left off, as Jellyfin does.
     if (${start}) video.currentTime = ${start};
     await video.play();
+    video.addEventListener('error', onError);
+    report('reportPlaybackStart');
+    setInterval(() => report('reportPlaybackProgress'), 1000);
   }
   play(${JSON.stringify(item)}).catch((e) => { window.__playError = String(e); });
 </script></body></html>`;
@@ -110,7 +185,8 @@ const jellyfin = createServer((request, response) => {
     const item = url.searchParams.get('item');
     const config = JSON.parse(url.searchParams.get('config') || '{}');
     response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-    return response.end(page(item, config, Number(url.searchParams.get('start') || 0)));
+    const method = url.searchParams.get('method') || 'DirectPlay';
+    return response.end(page(item, config, Number(url.searchParams.get('start') || 0), method));
   }
   if ((match = /^\/Items\/([0-9a-f]{32})\/PlaybackInfo$/.exec(url.pathname)) && ITEMS[match[1]]) {
     response.writeHead(200, { 'Content-Type': 'application/json' });
@@ -381,6 +457,74 @@ test('status_page_lists_jobs_plays_them_and_shows_before_after', async (tab) => 
   return { ...info, preview, played };
 }, { url: async () => `${LIVEUP}/` });
 
+// ---- living inside jellyfin-web's player ------------------------------------------------------
+
+const writes = (tab) => tab.evaluate(() => window.__srcWrites);
+const HLS_JS_VERSION = JSON.parse(readFileSync(new URL('../node_modules/hls.js/package.json', import.meta.url))).version;
+
+test('an_error_on_the_upscaled_stream_is_handled_by_liveup_alone', async (tab) => {
+  const switched = await waitForState(tab, 'switched');
+  expect(switched.engineVersion === HLS_JS_VERSION, `liveup played with hls.js ${switched.engineVersion}, not its own ${HLS_JS_VERSION}`, switched);
+  const hls = await tab.evaluate(() => ({ same: window.Hls === window.__jellyfinHls, marked: !!window.Hls.__jellyfinWeb }));
+  expect(hls.same && hls.marked, "window.Hls is no longer jellyfin-web's", hls);
+  // Progress reports carry the film's position: the upscaled stream's time is the film's.
+  await sleep(2200);
+  const reported = await tab.evaluate(() => ({ last: window.__reports[window.__reports.length - 1],
+    now: document.querySelector('video.htmlvideoplayer').currentTime }));
+  const drift = Math.abs(reported.last.PositionTicks / 1e7 - reported.now);
+  expect(drift < 1.5, `the progress report is ${drift.toFixed(2)} s off the film's position`, reported);
+  const before = (await writes(tab)).length;
+  // The element reports a decode error (MEDIA_ERR_DECODE), as a broken stream makes it.
+  const at = await tab.evaluate(() => {
+    const v = document.querySelector('video.htmlvideoplayer');
+    Object.defineProperty(v, 'error', { configurable: true, get: () => ({ code: 3, message: 'stand-in decode error' }) });
+    v.dispatchEvent(new Event('error'));
+    delete v.error;
+    return v.currentTime;
+  });
+  const restored = await waitForState(tab, 'fallback', 15000, (x) => x.restoredAt !== undefined);
+  await sleep(1500);
+  const after = (await writes(tab)).slice(before);
+  const jellyfinErrors = await tab.evaluate(() => window.__jellyfinErrors);
+  expect(jellyfinErrors.length === 0, "jellyfin-web's error handler ran too", jellyfinErrors);
+  expect(after.length === 1 && after[0].by === 'liveup', 'not exactly one write of src, by liveup', after);
+  expect(after[0].src.includes('Static=true'), 'liveup did not go back to the original', after);
+  expect(Math.abs(restored.restoredAt - at) < 0.5, 'the position was not kept', { restored, at });
+  await expectAdvancing(tab, 1);
+  return { engineVersion: switched.engineVersion, drift, writes: after.map((w) => w.by), restoredAt: restored.restoredAt };
+}, { start: 1, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+test('jellyfin_changing_the_source_ends_liveups_session_for_good', async (tab) => {
+  await waitForState(tab, 'switched');
+  const before = (await writes(tab)).length;
+  await tab.evaluate(() => window.__jellyfin.changeAudioTrack());
+  const ended = await waitForState(tab, 'ended', 10000);
+  expect(/Jellyfin changed the source/.test(ended.reason), 'ended for another reason', ended);
+  // jellyfin-web asks for PlaybackInfo again when it changes streams: liveup must stay out.
+  await tab.evaluate(() => fetch('/Items/' + new URLSearchParams(location.hash.split('?')[1]).get('id') +
+    '/PlaybackInfo?IsPlayback=true', { method: 'POST' }));
+  await sleep(3000);
+  const after = (await writes(tab)).slice(before);
+  expect(after.length === 1 && after[0].by === 'jellyfin', 'someone besides jellyfin-web wrote src', after);
+  const all = await states(tab);
+  const last = all.map((x) => x.state).lastIndexOf('ended');
+  expect(!all.slice(last + 1).some((x) => x.state === 'switching' || x.state === 'found'), 'liveup came back', all.map((x) => x.state));
+  const now = await player(tab);
+  expect(now.src.includes('AudioStreamIndex=2'), "jellyfin-web's source is not playing", now);
+  await expectAdvancing(tab, 1);
+  return { reason: ended.reason, writes: after.map((w) => w.by) };
+}, { start: 1, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+test('a_transcode_is_left_alone', async (tab) => {
+  const gaveUp = await waitForState(tab, 'gave_up', 30000);
+  expect(/not direct-playing/.test(gaveUp.reason) && gaveUp.playMethod === 'Transcode', 'gave up for another reason', gaveUp);
+  const all = await writes(tab);
+  expect(all.every((w) => w.by === 'jellyfin'), 'liveup wrote src over a transcode', all);
+  expect(!(await states(tab)).some((x) => x.state === 'switching'), 'liveup switched a transcode');
+  await expectAdvancing(tab, 1);
+  return { reason: gaveUp.reason };
+}, { method: 'Transcode', config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
 // ---- running them -----------------------------------------------------------------------------
 
 const liveJob = await (await fetch(`${LIVEUP}/upscale-trigger`, {
@@ -388,7 +532,7 @@ const liveJob = await (await fetch(`${LIVEUP}/upscale-trigger`, {
 })).json();
 
 const results = [];
-for (const { name, body, config, prepare, item, url, start } of tests) {
+for (const { name, body, config, prepare, item, url, start, method } of tests) {
   if (ONLY && !name.includes(ONLY)) continue;
   const started = Date.now();
   let tab = null;
@@ -407,6 +551,7 @@ for (const { name, body, config, prepare, item, url, start } of tests) {
       const query = new URLSearchParams({
         item: item || LIVE,
         start: String(start || 0),
+        method: method || 'DirectPlay',
         config: JSON.stringify({ debug: true, checkInterval: 250, ...config }),
       });
       await tab.goto(`${JELLYFIN}/web/index.html?${query}`);

@@ -194,7 +194,7 @@ fn is_cross_origin_path(path: &str) -> bool {
         (Some("hls-status"), Some(file), None, _) => !file.is_empty(),
         (Some("api"), Some("warmup"), None, _) => true,
         (Some("api"), Some("jobs"), Some(id), None) => !id.is_empty(),
-        (Some("plugin"), Some("hls-streaming.js" | "hls.js"), None, _) => true,
+        (Some("plugin"), Some("hls-streaming.js" | "hls.js" | "hls.mjs"), None, _) => true,
         _ => false,
     }
 }

@@ -24,6 +24,8 @@ const SCRIPT: &str = include_str!("../../plugin-js/hls-streaming.js");
 const STATUS_PAGE: &str = include_str!("status_page.html");
 /// Where npm puts hls.js under the repository (`scripts/setup`: `npm ci --prefix plugin-js`).
 const HLS_JS: &str = "plugin-js/node_modules/hls.js/dist/hls.min.js";
+/// The same hls.js as an ES module, which the browser script imports without touching window.Hls.
+const HLS_MJS: &str = "plugin-js/node_modules/hls.js/dist/hls.min.mjs";
 /// `GET /`: the status page.
 pub fn status_page() -> BoxedFilter<(Response,)> {
     warp::path::end()
@@ -50,8 +52,11 @@ pub fn plugin_files() -> BoxedFilter<(Response,)> {
         });
     let hls_js = warp::path!("plugin" / "hls.js")
         .and(warp::get())
-        .then(serve_hls_js);
-    script.or(hls_js).unify().boxed()
+        .then(|| serve_hls_js(HLS_JS));
+    let hls_mjs = warp::path!("plugin" / "hls.mjs")
+        .and(warp::get())
+        .then(|| serve_hls_js(HLS_MJS));
+    script.or(hls_js).unify().or(hls_mjs).unify().boxed()
 }
 
 fn no_cache(response: &mut Response) {
@@ -62,26 +67,31 @@ fn no_cache(response: &mut Response) {
 
 // ---- hls.js -------------------------------------------------------------------------------------
 
-/// Where hls.js may be: `LIVEUP_HLS_JS` (a file), else `plugin-js/node_modules/…` under the working
+/// Where `file` (hls.js's script or module, relative to the checkout) may be: given by
+/// `LIVEUP_HLS_JS` (the script; the module beside it, `.mjs` for `.js`), else under the working
 /// directory, the executable's ancestors (a `target/…/liveup` inside a checkout) and the source
 /// tree.
-pub fn hls_js_candidates() -> Vec<PathBuf> {
+pub fn hls_js_candidates(file: &str) -> Vec<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(file) = std::env::var_os("LIVEUP_HLS_JS") {
-        candidates.push(PathBuf::from(file));
+    if let Some(script) = std::env::var_os("LIVEUP_HLS_JS") {
+        let script = PathBuf::from(script);
+        candidates.push(match Path::new(file).extension() {
+            Some(module) if module == "mjs" => script.with_extension("mjs"),
+            _ => script,
+        });
     }
     if let Ok(cwd) = std::env::current_dir() {
-        candidates.push(cwd.join(HLS_JS));
+        candidates.push(cwd.join(file));
     }
     if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().skip(1).take(4).map(|a| a.join(HLS_JS)));
+        candidates.extend(exe.ancestors().skip(1).take(4).map(|a| a.join(file)));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(HLS_JS));
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(file));
     candidates
 }
 
-async fn serve_hls_js() -> Response {
-    for candidate in hls_js_candidates() {
+async fn serve_hls_js(file: &'static str) -> Response {
+    for candidate in hls_js_candidates(file) {
         if let Ok(bytes) = tokio::fs::read(&candidate).await {
             let mut response = Response::new(bytes.into());
             let headers = response.headers_mut();
