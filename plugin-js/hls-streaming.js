@@ -46,9 +46,14 @@
   'use strict';
 
   var currentScript = document.currentScript;
-  var scriptOrigin = (function () {
+  // Where liveup answers: the script's own URL up to `/plugin/hls-streaming.js`, so a liveup
+  // under a path of Jellyfin's site (its `base_path`, e.g. https://jellyfin.example/liveup) is
+  // found there.
+  var scriptBase = (function () {
     try {
-      return currentScript && currentScript.src ? new URL(currentScript.src).origin : '';
+      if (!currentScript || !currentScript.src) return '';
+      var url = new URL(currentScript.src);
+      return url.origin + url.pathname.replace(/\/plugin\/[^/]*$/, '');
     } catch (e) {
       return '';
     }
@@ -57,8 +62,8 @@
   // Every setting, with its default. Override any of them with window.LIVEUP_CONFIG.
   var CONFIG = Object.assign(
     {
-      // Where liveup answers; by default the origin this script was loaded from.
-      liveupUrl: scriptOrigin,
+      // Where liveup answers; by default where this script was loaded from.
+      liveupUrl: scriptBase,
       // hls.js as liveup serves it, an ES module (installed from npm by scripts/setup; no CDN).
       hlsJsUrl: null,
       // liveup's shared token, needed when it listens beyond loopback.

@@ -52,6 +52,9 @@ pub struct Config {
     /// The base of the `hls_url`s handed to players, which reach liveup through whatever proxy or
     /// host name the operator set up; stored without a trailing slash. Not set: derived from `bind`.
     pub public_url: String,
+    /// Where liveup's routes start (`/liveup`: `/liveup/hls/…`, `/liveup/plugin/…`), so that it
+    /// can sit under a path of Jellyfin's own site; stored without a trailing slash. Empty: `/`.
+    pub base_path: String,
     pub token: Option<String>,
     /// Needed to turn the item id of a Jellyfin webhook into a file path.
     pub jellyfin_url: Option<String>,
@@ -95,6 +98,7 @@ impl Config {
             hls_root: PathBuf::from("./liveup-data/hls"),
             output_root: PathBuf::from("./liveup-data/output"),
             public_url: String::new(),
+            base_path: String::new(),
             token: None,
             jellyfin_url: None,
             jellyfin_api_key: None,
@@ -235,10 +239,11 @@ impl Config {
             ));
         }
         models::find(&self.model).map_err(|e| invalid("model", e.to_string()))?;
+        self.base_path = base_path(&self.base_path).map_err(|m| invalid("base_path", m))?;
         self.public_url = if origins.given("public_url") {
             base_url(&self.public_url).map_err(|m| invalid("public_url", m))?
         } else {
-            default_public_url(self.bind)
+            default_public_url(self.bind) + &self.base_path
         };
         if let Some(url) = &self.jellyfin_url {
             self.jellyfin_url = Some(base_url(url).map_err(|m| invalid("jellyfin_url", m))?);
@@ -507,6 +512,25 @@ mod via_string {
     }
 }
 
+/// `/a/b` from `a/b/`, `/a/b` or `/a//b/`; empty for `/` or nothing. Each segment is kept to
+/// what needs no escaping in a URL path.
+fn base_path(text: &str) -> Result<String, String> {
+    let mut path = String::new();
+    for segment in text.split('/').filter(|s| !s.is_empty()) {
+        let plain = segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !plain || segment == "." || segment == ".." {
+            return Err(format!(
+                "{segment:?} is not a plain path segment (letters, digits, - . _ ~): {text:?}"
+            ));
+        }
+        path.push('/');
+        path.push_str(segment);
+    }
+    Ok(path)
+}
+
 /// Players on this machine can reach a wildcard bind through loopback.
 fn default_public_url(bind: SocketAddr) -> String {
     let ip = match bind.ip() {
@@ -660,6 +684,29 @@ mod tests {
             "path_map",
             &file,
         );
+    }
+
+    #[test]
+    fn the_base_path_is_kept_plain_and_joins_the_default_public_url() {
+        let dir = TempDir::new().unwrap();
+        for (given, kept) in [
+            ("liveup/", "/liveup"),
+            ("/a//b/", "/a/b"),
+            ("/", ""),
+            ("", ""),
+        ] {
+            let config = from_file(&dir, &format!("base_path = {given:?}\n")).unwrap();
+            assert_eq!(config.base_path, kept, "{given}");
+            assert_eq!(config.public_url, format!("http://127.0.0.1:8765{kept}"));
+        }
+        let file = Source::File("/etc/liveup.toml".to_string());
+        for bad in ["/live up", "/../x", "/a?b", "/é"] {
+            assert_invalid(
+                from_file(&dir, &format!("base_path = {bad:?}\n")),
+                "base_path",
+                &file,
+            );
+        }
     }
 
     #[test]
@@ -903,7 +950,7 @@ mod tests {
              tile_size = 512\nsegment_wait_seconds = 5\njit_restart_seconds = 12\n\
              throttle_ahead_seconds = 40\nsession_timeout_seconds = 60\n\
              cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n\
-             path_map = [\"/media:/mnt/media\"]\n",
+             path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );

@@ -486,6 +486,83 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+// ---- liveup under Jellyfin's site: nginx/jellyfin-site.conf -------------------------------------
+
+/// A Jellyfin site's nginx (its own `/` stands in for Jellyfin) including the shipped snippet, in
+/// front of the real daemon with `base_path = "/liveup"`: the script, the API and a job's
+/// playlists and segments all answer under `/liveup/` of Jellyfin's origin.
+#[test]
+fn liveup_runs_under_a_path_of_jellyfins_site() {
+    let layout = common::daemon::Layout::new();
+    let film = common::Clip {
+        seconds: 1.0,
+        ..common::Clip::default()
+    }
+    .make(&layout.media.join("Film.mkv"));
+    let snippet = std::fs::read_to_string(nginx::repo_file("nginx/jellyfin-site.conf")).unwrap();
+    assert!(snippet.contains(nginx::UPSTREAM));
+    let daemon = common::daemon::Daemon::start(
+        &layout.config("model = \"lanczos\"\nbase_path = \"/liveup\""),
+    );
+    assert!(daemon.url.ends_with("/liveup"), "{}", daemon.url);
+    let upstream = daemon
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/liveup")
+        .to_string();
+    let site_config = |listen: &str| {
+        format!(
+            "pid logs/nginx.pid;\nevents {{}}\nhttp {{\n include mime.types;\n access_log logs/access.log;\n\
+             client_body_temp_path temp/client_body;\n proxy_temp_path temp/proxy;\n\
+             fastcgi_temp_path temp/fastcgi;\n uwsgi_temp_path temp/uwsgi;\n scgi_temp_path temp/scgi;\n\
+             server {{\n  listen {listen};\n  location = /health {{ return 200 'ok'; }}\n\
+             location / {{ return 200 'jellyfin'; }}\n{}\n }}\n}}\n",
+            snippet.replace(nginx::UPSTREAM, &upstream)
+        )
+    };
+    let nginx = Nginx::start_config(site_config);
+    let site = nginx.url.clone();
+    assert_eq!(nginx.get("/").body, "jellyfin", "Jellyfin keeps its site");
+
+    let script = nginx.get("/liveup/plugin/hls-streaming.js");
+    assert_eq!(script.status, 200);
+    assert!(script.body.contains("liveup for Jellyfin web"));
+    assert_eq!(nginx.get("/liveup/plugin/hls.mjs").status, 200);
+    let body = serde_json::json!({ "path": film }).to_string();
+    let started = common::daemon::request(
+        "POST",
+        &format!("{site}/liveup/upscale-trigger"),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(started.status, 200, "{}", started.body);
+    let job = started.json();
+    let id = job["job_id"].as_str().unwrap();
+    let hls_url = job["hls_url"].as_str().unwrap();
+    assert!(
+        hls_url.ends_with(&format!("/liveup/hls/{id}/stream.m3u8")),
+        "{hls_url}"
+    );
+    daemon.wait_complete(id);
+    let hls_url = format!("{site}/liveup/hls/{id}/stream.m3u8");
+    let playlist = common::daemon::request("GET", &hls_url, &[], None);
+    assert_eq!(playlist.status, 200, "{}", playlist.body);
+    let first = playlist.body.lines().find(|l| l.ends_with(".ts")).unwrap();
+    let segment_url = format!("{}/{first}", hls_url.rsplit_once('/').unwrap().0);
+    let segment = common::daemon::request("GET", &segment_url, &[], None);
+    assert_eq!(segment.status, 200);
+    assert_eq!(segment.bytes[0], 0x47, "an MPEG-TS packet");
+    // liveup itself answers only under its base path.
+    let outside = common::daemon::request(
+        "GET",
+        &format!("{}/health", daemon.url.trim_end_matches("/liveup")),
+        &[],
+        None,
+    );
+    assert_eq!(outside.status, 404);
+    assert_eq!(outside.json()["error"], "not_found");
+}
+
 // ---- nginx.conf, as text ------------------------------------------------------------------------
 
 /// A block of nginx.conf: its header (`location ~ …`, `server`, …), its directives, its blocks.

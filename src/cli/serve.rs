@@ -81,7 +81,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         server::serve(
             Arc::clone(&state),
             |address| {
-                println!("liveup listening on http://{address}");
+                println!(
+                    "liveup listening on http://{address}{}",
+                    state.config.base_path
+                );
                 tracing::info!(%address, device = %state.device, "serving");
             },
             shutdown_signal(),

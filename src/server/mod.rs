@@ -171,8 +171,8 @@ where
         .allow_methods(["GET", "POST"])
         .allow_headers(["content-type", "x-liveup-token", "x-playback-session-id"])
         .max_age(std::time::Duration::from_secs(86400));
-    let script_paths = warp::path::full()
-        .and_then(|path: warp::path::FullPath| async move {
+    let script_paths = warp::path::peek()
+        .and_then(|path: warp::path::Peek| async move {
             if is_cross_origin_path(path.as_str()) {
                 Ok(())
             } else {
@@ -269,6 +269,24 @@ fn tokens_match(given: &str, expected: &str) -> bool {
     bool::from(given.ct_eq(&expected))
 }
 
+/// `routes` under `base_path` (`/a/b`; empty: at the root).
+fn under(
+    base_path: &str,
+    routes: BoxedFilter<(warp::reply::Response,)>,
+) -> BoxedFilter<(warp::reply::Response,)> {
+    base_path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .rev()
+        .fold(routes, |inner, segment| {
+            warp::path(segment.to_string()).and(inner).boxed()
+        })
+        // What lies outside the base path gets the same JSON 404 as a missing route inside it.
+        .recover(errors::recover)
+        .unify()
+        .boxed()
+}
+
 /// Runs the server until `shutdown` resolves; returns the address it listened on via `bound`.
 pub async fn serve(
     state: Arc<AppState>,
@@ -276,11 +294,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), warp::Error> {
     let address = state.config.bind;
-    let (address, server) = warp::serve(routes(Arc::clone(&state)))
+    let base_path = state.config.base_path.clone();
+    let (address, server) = warp::serve(under(&base_path, routes(Arc::clone(&state))))
         .try_bind_with_graceful_shutdown(address, shutdown)?;
-    if state.config.public_url.ends_with(":0") {
-        let host = state.config.public_url.trim_end_matches(":0");
-        let _ = state.bound_url.set(format!("{host}:{}", address.port()));
+    let derived_from_port_0 = state
+        .config
+        .public_url
+        .strip_suffix(base_path.as_str())
+        .and_then(|url| url.strip_suffix(":0"));
+    if let Some(host) = derived_from_port_0 {
+        let _ = state
+            .bound_url
+            .set(format!("{host}:{}{base_path}", address.port()));
     }
     bound(address);
     server.await;

@@ -84,11 +84,17 @@ impl Nginx {
     pub fn start(hls_root: &Path, upstream: &str) -> Nginx {
         let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
         let template = std::fs::read_to_string(repo_file("nginx/nginx.conf")).unwrap();
+        Nginx::start_config(|listen| render(&template, listen, hls_root, upstream))
+    }
+
+    /// Runs the configuration `config(listen)` makes for the address it is to listen on; it
+    /// must answer `GET /health` with 200 once up.
+    pub fn start_config(config: impl Fn(&str) -> String) -> Nginx {
         let mut last_error = String::new();
         // The free port is found by binding and releasing it, so another process may take it
         // in between: then try again.
         for _ in 0..5 {
-            match Nginx::try_start(&template, hls_root, upstream) {
+            match Nginx::try_start(&config) {
                 Ok(nginx) => return nginx,
                 Err(error) => last_error = error,
             }
@@ -96,7 +102,7 @@ impl Nginx {
         panic!("nginx did not start: {last_error}");
     }
 
-    fn try_start(template: &str, hls_root: &Path, upstream: &str) -> Result<Nginx, String> {
+    fn try_start(make_config: &impl Fn(&str) -> String) -> Result<Nginx, String> {
         let binary = binary();
         assert!(
             binary.is_file(),
@@ -111,7 +117,7 @@ impl Nginx {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let config = prefix.path().join("conf/nginx.conf");
-        std::fs::write(&config, render(template, &listen, hls_root, upstream)).unwrap();
+        std::fs::write(&config, make_config(&listen)).unwrap();
 
         let error_log = prefix.path().join("logs/error.log");
         // As root, nginx's workers would otherwise switch to an unprivileged user that cannot
