@@ -29,12 +29,13 @@ RUN python3 -m venv /venv \
 COPY models /src/models
 RUN /venv/bin/python /src/models/convert.py --out /out/models
 
-# ---- hls.js, served by liveup at /plugin/hls.js -----------------------------------------------
+# ---- hls.js, served by liveup at /plugin/hls.js and /plugin/hls.mjs --------------------------
 FROM node:22-bookworm-slim AS js
 WORKDIR /src/plugin-js
 COPY plugin-js/package.json plugin-js/package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && install -D node_modules/hls.js/dist/hls.min.js /out/hls.min.js
+ && install -D node_modules/hls.js/dist/hls.min.js /out/hls.min.js \
+ && install -D node_modules/hls.js/dist/hls.min.mjs /out/hls.min.mjs
 
 # ---- runtime -------------------------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -62,6 +63,7 @@ RUN python3 -m venv /opt/liveup/venv \
 COPY --from=build /out/liveup /usr/local/bin/liveup
 COPY --from=models /out/models /opt/liveup/models
 COPY --from=js /out/hls.min.js /opt/liveup/hls.min.js
+COPY --from=js /out/hls.min.mjs /opt/liveup/hls.min.mjs
 
 # An empty config file: every key comes from the LIVEUP_* variables below (or docker-compose.yml);
 # mount a TOML file over it to use one (the environment still wins).

@@ -239,15 +239,24 @@
     var video = s.video;
     s.onLoadStart = function () {
       if (session !== s || s.switching || s.attaching) return;
-      var src = currentSrc(video);
       if (s.ourSrc) {
-        if (src !== s.ourSrc) letGo(s, 'Jellyfin changed the source');
+        if (video.src !== s.ourSrc) letGo(s, 'Jellyfin changed the source');
         return;
       }
+      var src = currentSrc(video);
       if (s.original && src && src !== s.original.src) end('source changed');
     };
     video.addEventListener('loadstart', s.onLoadStart);
     video.addEventListener('emptied', s.onLoadStart);
+    // Events come too late for an emptied element: jellyfin-web's resetSrc (at the film's end, on
+    // stop) clears the attribute, and hls.js sees its MediaSource close before `emptied` and
+    // re-attaches over the reset. A mutation is seen before that task runs.
+    s.srcObserver = new MutationObserver(function () {
+      if (session === s && s.ourSrc && !s.switching && !s.attaching && video.src !== s.ourSrc) {
+        letGo(s, 'Jellyfin changed the source');
+      }
+    });
+    s.srcObserver.observe(video, { attributes: true, attributeFilter: ['src'] });
     var src = currentSrc(video);
     if (!s.original && src && src.indexOf('blob:') !== 0) s.original = { src: src };
   }
@@ -291,6 +300,7 @@
       }
       s.hls = null;
     }
+    if (s.srcObserver) s.srcObserver.disconnect();
     if (s.video && s.onLoadStart) {
       s.video.removeEventListener('loadstart', s.onLoadStart);
       s.video.removeEventListener('emptied', s.onLoadStart);

@@ -80,10 +80,11 @@ pub struct JellyfinItem {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum JellyfinError {
     #[error(
-        "Jellyfin URL {url} uses https, which this build does not support (no TLS); use an \
-         http:// address of the server, e.g. http://192.168.1.20:8096"
+        "the TLS connection to Jellyfin at {url} failed: {reason}; a certificate from a CA of \
+         your own must be trusted on this machine (add it to /usr/local/share/ca-certificates \
+         and run update-ca-certificates, or point SSL_CERT_FILE at it)"
     )]
-    HttpsUnsupported { url: String },
+    Tls { url: String, reason: String },
     #[error("Jellyfin URL {url:?} is not valid: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("the Jellyfin API key {reason}")]
@@ -104,7 +105,7 @@ pub enum JellyfinError {
     Unauthorized { url: String, status: u16 },
     #[error(
         "Jellyfin at {url} answered HTTP {status}, a redirect to {location:?}; configure the URL \
-         it points to (https is not supported by this build)"
+         it points to"
     )]
     Redirect {
         url: String,
@@ -140,7 +141,7 @@ impl JellyfinError {
     /// A stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            JellyfinError::HttpsUnsupported { .. } => "jellyfin_https_unsupported",
+            JellyfinError::Tls { .. } => "jellyfin_tls",
             JellyfinError::InvalidUrl { .. } => "jellyfin_invalid_url",
             JellyfinError::InvalidApiKey { .. } => "jellyfin_invalid_api_key",
             JellyfinError::InvalidItemId { .. } => "bad_item_id",
@@ -162,7 +163,7 @@ impl JellyfinError {
     pub fn is_configuration_problem(&self) -> bool {
         matches!(
             self,
-            JellyfinError::HttpsUnsupported { .. }
+            JellyfinError::Tls { .. }
                 | JellyfinError::InvalidUrl { .. }
                 | JellyfinError::InvalidApiKey { .. }
                 | JellyfinError::Unauthorized { .. }
@@ -285,7 +286,7 @@ impl JellyfinClient {
         };
         let status = response.status();
         if !(200..300).contains(&status) {
-            // Redirects are not followed (they could carry the key elsewhere, or lead to https).
+            // Redirects are not followed: they could carry the key elsewhere.
             return Err(self.status_error(&url, status, response));
         }
         let body = response
@@ -407,6 +408,9 @@ impl JellyfinClient {
             reason.push_str(&source.to_string());
         }
         let reason = self.redact(&one_line(&reason));
+        if url.starts_with("https://") && is_tls_failure(transport) {
+            return JellyfinError::Tls { url, reason };
+        }
         match transport.kind() {
             ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
                 JellyfinError::InvalidUrl { url, reason }
@@ -451,14 +455,25 @@ fn build_agent(timeout: Duration) -> ureq::Agent {
 
 fn normalise_base_url(raw: &str) -> Result<String, JellyfinError> {
     let url = raw.trim();
-    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
-    if scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")) {
-        return Err(JellyfinError::HttpsUnsupported { url: shorten(url) });
-    }
     base_url(url).map_err(|reason| JellyfinError::InvalidUrl {
         url: shorten(url),
         reason,
     })
+}
+
+/// rustls reports a failed handshake (an unknown issuer, a wrong name, a server that does not
+/// speak TLS) as invalid data on the connection.
+fn is_tls_failure(transport: &ureq::Transport) -> bool {
+    let mut source = std::error::Error::source(transport);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn is_timeout(transport: &ureq::Transport) -> bool {
@@ -889,18 +904,27 @@ mod tests {
     }
 
     #[test]
-    fn https_refused_at_new() {
+    fn https_is_spoken_and_a_failed_handshake_says_so() {
         for url in ["https://jf.example.org", "HTTPS://jf.example.org:8920/"] {
-            let err = JellyfinClient::new(url, KEY).unwrap_err();
-            assert!(
-                matches!(err, JellyfinError::HttpsUnsupported { .. }),
-                "{err:?}"
-            );
-            let msg = err.to_string();
-            assert!(msg.contains("https"), "{msg}");
-            assert!(msg.contains("not support"), "{msg}");
-            assert!(msg.contains("http://"), "{msg}");
+            JellyfinClient::new(url, KEY).unwrap();
         }
+        // A server that answers in plain HTTP where TLS is expected (the https port is wrong).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            let _ = stream.flush();
+            thread::sleep(Duration::from_millis(500));
+        });
+        let client = JellyfinClient::new(&format!("https://127.0.0.1:{port}"), KEY).unwrap();
+        let err = client.resolve_item(ID).unwrap_err();
+        assert!(matches!(err, JellyfinError::Tls { .. }), "{err:?}");
+        assert!(err.is_configuration_problem());
+        let msg = err.to_string();
+        assert!(msg.contains("TLS connection"), "{msg}");
+        assert!(msg.contains("SSL_CERT_FILE"), "{msg}");
+        assert!(!msg.contains(KEY), "{msg}");
     }
 
     #[test]

@@ -24,8 +24,8 @@ const FRESH: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const ORIGINAL: (u32, u32) = (96, 54);
 /// The default model doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
-const NODE_LIMIT: Duration = Duration::from_secs(150);
-const TESTS: [&str; 12] = [
+const NODE_LIMIT: Duration = Duration::from_secs(240);
+const TESTS: [&str; 15] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
@@ -38,6 +38,9 @@ const TESTS: [&str; 12] = [
     "an_error_on_the_upscaled_stream_is_handled_by_liveup_alone",
     "jellyfin_changing_the_source_ends_liveups_session_for_good",
     "a_transcode_is_left_alone",
+    "a_native_hls_transcode_is_left_alone",
+    "the_films_end_reaches_jellyfin_once",
+    "same_origin_under_a_path_of_jellyfins_site",
 ];
 
 fn film(layout: &Layout, name: &str, seconds: f64, photo: bool) -> PathBuf {
@@ -71,7 +74,11 @@ fn prerequisites(plugin: &Path) -> PathBuf {
         "{} is missing: run scripts/setup (Debian's chromium)",
         chromium.display()
     );
-    for package in ["playwright-core/package.json", "hls.js/dist/hls.min.js"] {
+    for package in [
+        "playwright-core/package.json",
+        "hls.js/dist/hls.min.js",
+        "jellyfin-web-hls.js/dist/hls.min.js",
+    ] {
         assert!(
             plugin.join("node_modules").join(package).is_file(),
             "plugin-js/node_modules/{package} is missing: run scripts/setup (npm ci --prefix plugin-js)"

@@ -563,6 +563,131 @@ fn liveup_runs_under_a_path_of_jellyfins_site() {
     assert_eq!(outside.json()["error"], "not_found");
 }
 
+/// Jellyfin served over https with a certificate from the household's own CA (nginx in front of
+/// it, as in most setups): liveup looks items up through TLS once that CA is trusted, and says
+/// what to do when it is not.
+#[test]
+fn jellyfin_over_https_with_a_certificate_of_its_own_ca() {
+    const ITEM: &str = "3a4b5c6d7e8f40a1b2c3d4e5f6a7b8c9";
+    let layout = common::daemon::Layout::new();
+    let film = common::Clip {
+        seconds: 1.0,
+        ..common::Clip::default()
+    }
+    .make(&layout.media.join("Secure Film.mkv"));
+    let pki = tempfile::tempdir().unwrap();
+    let ca = make_certificates(pki.path());
+    let jellyfin =
+        common::daemon::JellyfinStub::start(vec![(ITEM.into(), film.clone(), "Movie")], "tls-key");
+    let tls_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream = jellyfin.url.trim_start_matches("http://").to_string();
+    let pki_dir = pki.path().to_path_buf();
+    let nginx = Nginx::start_config(|listen| {
+        format!(
+            "pid logs/nginx.pid;\nevents {{}}\nhttp {{\n access_log logs/access.log;\n\
+             client_body_temp_path temp/client_body;\n proxy_temp_path temp/proxy;\n\
+             fastcgi_temp_path temp/fastcgi;\n uwsgi_temp_path temp/uwsgi;\n scgi_temp_path temp/scgi;\n\
+             server {{ listen {listen}; location = /health {{ return 200 'ok'; }} }}\n\
+             server {{\n  listen 127.0.0.1:{tls_port} ssl;\n  server_name localhost;\n\
+               ssl_certificate {dir}/server.pem;\n  ssl_certificate_key {dir}/server.key;\n\
+               location / {{ proxy_pass http://{upstream}; }}\n }}\n}}\n",
+            dir = pki_dir.display()
+        )
+    });
+    let config = layout.config(&format!(
+        "model = \"lanczos\"\njellyfin_url = \"https://localhost:{tls_port}\"\njellyfin_api_key = \"tls-key\""
+    ));
+    let trigger =
+        format!(r#"{{"NotificationType":"PlaybackStart","ItemId":"{ITEM}","ItemType":"Movie"}}"#);
+
+    // The machine's own store does not know the CA: a clear refusal, nothing started.
+    let untrusting = common::daemon::Daemon::start(&config);
+    let refused = untrusting.post("/upscale-trigger", trigger.as_bytes());
+    assert_eq!(refused.status, 501, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "jellyfin_tls", "{}", refused.body);
+    let message = refused.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    assert!(message.contains("update-ca-certificates"), "{message}");
+    drop(untrusting);
+
+    let ca_file = ca.display().to_string();
+    let daemon = common::daemon::Daemon::start_with_env(&config, &[("SSL_CERT_FILE", &ca_file)]);
+    let started = daemon.post("/upscale-trigger", trigger.as_bytes());
+    assert_eq!(started.status, 200, "{}", started.body);
+    let id = started.json()["job_id"].as_str().unwrap().to_string();
+    let job = daemon.wait_complete(&id);
+    assert_eq!(job["source"], film.to_str().unwrap());
+    let access_log =
+        std::fs::read_to_string(nginx.prefix.path().join("logs/access.log")).unwrap_or_default();
+    assert!(
+        access_log.contains("/Items?") && access_log.contains(ITEM),
+        "the look-up did not go through the TLS site: {access_log}"
+    );
+}
+
+/// A CA and a certificate for `localhost` and 127.0.0.1 signed by it; returns the CA's file.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let mut command = Command::new("openssl");
+        command.current_dir(dir).args(args);
+        common::run_ok(command);
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Household CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
+}
+
 // ---- nginx.conf, as text ------------------------------------------------------------------------
 
 /// A block of nginx.conf: its header (`location ~ …`, `server`, …), its directives, its blocks.
@@ -1217,8 +1342,15 @@ fn compose_dockerfile_and_nginx_conf_agree() {
         .iter()
         .any(|(stage, _, target)| stage == "models" && target == models_dir));
     assert!(image.stages["models"].contains("models/convert.py --out /out/models"));
+    // The script and, beside it, the module the browser script imports (/plugin/hls.mjs).
     let hls_js = &image.env["LIVEUP_HLS_JS"];
-    assert!(image.copies_from.iter().any(|(_, _, t)| t == hls_js));
+    let hls_mjs = format!("{}.mjs", hls_js.strip_suffix(".js").unwrap());
+    for file in [hls_js, &hls_mjs] {
+        assert!(
+            image.copies_from.iter().any(|(_, _, t)| t == file),
+            "{file} is not in the image"
+        );
+    }
     assert!(image
         .copies_from
         .iter()

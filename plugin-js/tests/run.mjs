@@ -12,7 +12,8 @@
 //   CHROMIUM          the browser (default /usr/bin/chromium)
 // Prints one line per test and "N passed, N failed"; exits 1 when any failed.
 
-import { createServer } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
 import { createReadStream, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,18 +39,22 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---- the stand-in for Jellyfin's web client ---------------------------------------------------
 
 // It imitates what jellyfin-web (10.10, 10.11, master) does around its <video>:
-// - src/plugins/htmlVideoPlayer/plugin.js requireHlsPlayer: window.Hls is jellyfin-web's hls.js
-//   (here the hls.js liveup serves, loaded as a classic script and marked);
+// - src/plugins/htmlVideoPlayer/plugin.js requireHlsPlayer: window.Hls is jellyfin-web's own
+//   hls.js (1.6.13, the version 10.11's package.json pins, served by the stand-in and marked);
+// - a transcode is HLS (…/master.m3u8): plugin.js setSrcWithHlsJs plays it through that hls.js
+//   (startPosition, manifestLoadingTimeOut 20000, maxBufferLength 30: a blob: src) where
+//   htmlMediaHelper.js enableHlsJsPlayer says so, else natively (src is the .m3u8 URL, as on
+//   Safari, or Chromium ≥ 141 with 10.10). The stand-in's transcode is a real HLS made by ffmpeg;
 // - htmlMediaHelper.js onSuccessfulPlay: once play() resolves, an `error` listener on the element;
 //   plugin.js onError ignores codes 0 and 1 and sends 2, 3 and 4 to playbackmanager's
-//   onPlaybackError, which retries with a transcode (changeStream, EnableDirectPlay: false): a
-//   new src;
+//   onPlaybackError, which retries with a transcode (changeStream, EnableDirectPlay: false)
+//   from the position where it broke;
 // - plugin.js setCurrentSrc: a track or quality change writes a new src;
 // - plugin.js onEnded → htmlMediaHelper.js onEndedInternal: removes the error listener, resetSrc;
 // - ApiClient.reportPlaybackStart / reportPlaybackProgress with PlayMethod and PositionTicks
 //   (from element.currentTime).
 // Every write of the element's src is logged with who wrote it.
-const page = (item, config, start, method) => `<!doctype html>
+const page = ({ item, config, start, method, native, reports, prefix }) => `<!doctype html>
 <html><head><meta charset="utf-8"><title>Jellyfin (stand-in)</title>
 <style>
   body { margin: 0; background: #101010; color: #ddd; font: 14px sans-serif; }
@@ -57,10 +62,10 @@ const page = (item, config, start, method) => `<!doctype html>
   video.htmlvideoplayer { width: 100%; height: 100%; object-fit: contain; }
   .videoOsdBottom { padding: .5em 1em; display: flex; gap: 2em; }
 </style>
-<script src="${LIVEUP}/plugin/hls.js"></script>
+<script src="/web/hls.js"></script>
 <script>window.Hls.__jellyfinWeb = true; window.__jellyfinHls = window.Hls;</script>
 <script>window.LIVEUP_CONFIG = ${JSON.stringify(config)};</script>
-<script src="${LIVEUP}/plugin/hls-streaming.js"></script>
+<script src="${prefix || LIVEUP}/plugin/hls-streaming.js"></script>
 </head><body>
 <div id="reactRoot"><div class="mainAnimatedPages skinBody">
   <div id="videoOsdPage" class="page libraryPage" data-type="video-osd">
@@ -102,14 +107,15 @@ const page = (item, config, start, method) => `<!doctype html>
   const jellyfinWrites = (src) => { writer = 'jellyfin'; try { video.src = src; } finally { writer = 'liveup'; } };
 
   const PLAY_METHOD = ${JSON.stringify(method)};
+  const NATIVE_HLS = ${JSON.stringify(native)};
   window.__reports = [];
-  window.ApiClient = {
+  if (${JSON.stringify(reports)}) window.ApiClient = {
     reportPlaybackStart(options) { window.__reports.push(Object.assign({ kind: 'start' }, options)); return Promise.resolve(); },
     reportPlaybackProgress(options) { window.__reports.push(Object.assign({ kind: 'progress' }, options)); return Promise.resolve(); },
   };
   let itemId = null;
   let source = null;
-  const report = (kind) => window.ApiClient[kind]({
+  const report = (kind) => window.ApiClient && window.ApiClient[kind]({
     ItemId: itemId, MediaSourceId: source.Id, PlayMethod: PLAY_METHOD, PositionTicks: Math.round(video.currentTime * 1e7),
   });
 
@@ -120,11 +126,30 @@ const page = (item, config, start, method) => `<!doctype html>
     if (code === 0 || code === 1) return;
     window.__jellyfinErrors.push(code);
     // onPlaybackError → changeStream(EnableDirectPlay: false): a transcode from where it was.
-    jellyfinWrites('/Videos/' + itemId + '/stream.mp4?Static=false&EnableDirectPlay=false&TranscodeReasons=ContainerNotSupported');
-    video.play().catch(() => {});
+    playTranscode(video.currentTime).then(() => video.play()).catch(() => {});
+  }
+  let jellyfinHls = null;
+  const transcodeUrl = (at) => '/videos/' + itemId + '/master.m3u8?MediaSourceId=' + source.Id + '&PlaySessionId=' +
+    playSession + '&VideoCodec=h264&AudioCodec=aac&StartTimeTicks=' + Math.round(at * 1e7);
+  // plugin.js setSrcWithHlsJs, or the browser's own HLS where jellyfin-web leaves it to it.
+  function playTranscode(at) {
+    if (jellyfinHls) jellyfinHls.destroy();
+    jellyfinHls = null;
+    if (NATIVE_HLS) {
+      jellyfinWrites(transcodeUrl(at));
+      video.currentTime = at;
+      return Promise.resolve();
+    }
+    const hls = new window.Hls({ startPosition: at, manifestLoadingTimeOut: 20000, maxBufferLength: 30, maxMaxBufferLength: 30 });
+    jellyfinHls = hls;
+    hls.loadSource(transcodeUrl(at));
+    writer = 'jellyfin';
+    try { hls.attachMedia(video); } finally { writer = 'liveup'; }
+    return new Promise((resolve) => hls.once(window.Hls.Events.MANIFEST_PARSED, resolve));
   }
   video.addEventListener('ended', () => {
     window.__jellyfinEnded += 1;
+    window.__endedAt = video.currentTime;
     video.removeEventListener('error', onError);
     jellyfinWrites('');
     video.removeAttribute('src');
@@ -151,10 +176,13 @@ const page = (item, config, start, method) => `<!doctype html>
     location.hash = '#/video?id=' + itemId;
     source = info.MediaSources[0];
     playSession = info.PlaySessionId;
-    jellyfinWrites(PLAY_METHOD === 'DirectPlay' ? directPlayUrl()
-      : '/Videos/' + itemId + '/stream.mp4?Static=false&VideoCodec=h264&PlaySessionId=' + playSession);
-    // Resuming where the viewer left off, as Jellyfin does.
-    if (${start}) video.currentTime = ${start};
+    if (PLAY_METHOD === 'DirectPlay') {
+      jellyfinWrites(directPlayUrl());
+      // Resuming where the viewer left off, as Jellyfin does.
+      if (${start}) video.currentTime = ${start};
+    } else {
+      await playTranscode(${start});
+    }
     await video.play();
     video.addEventListener('error', onError);
     report('reportPlaybackStart');
@@ -178,6 +206,21 @@ function serveFile(request, response, path) {
   }
 }
 
+// Jellyfin's transcode of the live film, made as its HLS transcodes are: H.264 + AAC in MPEG-TS.
+const JELLYFIN_HLS_JS = new URL('../node_modules/jellyfin-web-hls.js/dist/hls.min.js', import.meta.url);
+const PROXIED = '/liveup';
+const proxied = [];
+const transcodes = {};
+{
+  const dir = mkdtempSync(join(tmpdir(), 'liveup-transcode-'));
+  execFileSync('ffmpeg', ['-v', 'error', '-i', ITEMS[LIVE], '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50',
+    '-c:a', 'aac', '-f', 'hls', '-hls_time', '3', '-hls_playlist_type', 'vod',
+    '-hls_segment_filename', join(dir, 'main_%d.ts'), join(dir, 'main.m3u8')]);
+  writeFileSync(join(dir, 'master.m3u8'), '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000,CODECS="avc1.64000b,mp4a.40.2"\nmain.m3u8\n');
+  transcodes[LIVE] = dir;
+}
+const FILM_SECONDS = Number(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', ITEMS[LIVE]]));
+
 const jellyfin = createServer((request, response) => {
   const url = new URL(request.url, 'http://stand-in');
   let match;
@@ -185,8 +228,31 @@ const jellyfin = createServer((request, response) => {
     const item = url.searchParams.get('item');
     const config = JSON.parse(url.searchParams.get('config') || '{}');
     response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-    const method = url.searchParams.get('method') || 'DirectPlay';
-    return response.end(page(item, config, Number(url.searchParams.get('start') || 0), method));
+    return response.end(page({
+      item, config, start: Number(url.searchParams.get('start') || 0),
+      method: url.searchParams.get('method') || 'DirectPlay', native: url.searchParams.get('native') === '1',
+      reports: url.searchParams.get('reports') !== 'none', prefix: url.searchParams.get('prefix') || '',
+    }));
+  }
+  if (url.pathname === '/web/hls.js') {
+    response.writeHead(200, { 'Content-Type': 'text/javascript' });
+    return createReadStream(JELLYFIN_HLS_JS).pipe(response);
+  }
+  // liveup behind Jellyfin's own site, at a path of it: the reverse proxy passes it on.
+  if (url.pathname.startsWith(PROXIED + '/')) {
+    proxied.push(url.pathname);
+    const upstream = new URL(url.pathname.slice(PROXIED.length) + url.search, LIVEUP);
+    const forward = httpRequest(upstream, { method: request.method, headers: { ...request.headers, host: upstream.host } }, (answer) => {
+      response.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(response);
+    });
+    forward.on('error', () => { response.writeHead(502); response.end(); });
+    return request.pipe(forward);
+  }
+  if ((match = /^\/videos\/([0-9a-f]{32})\/([a-z0-9_]+\.(m3u8|ts))$/.exec(url.pathname)) && transcodes[match[1]]) {
+    const path = join(transcodes[match[1]], match[2]);
+    response.writeHead(200, { 'Content-Type': match[3] === 'ts' ? 'video/mp2t' : 'application/vnd.apple.mpegurl' });
+    return createReadStream(path).on('error', () => response.end()).pipe(response);
   }
   if ((match = /^\/Items\/([0-9a-f]{32})\/PlaybackInfo$/.exec(url.pathname)) && ITEMS[match[1]]) {
     response.writeHead(200, { 'Content-Type': 'application/json' });
@@ -461,6 +527,7 @@ test('status_page_lists_jobs_plays_them_and_shows_before_after', async (tab) => 
 
 const writes = (tab) => tab.evaluate(() => window.__srcWrites);
 const HLS_JS_VERSION = JSON.parse(readFileSync(new URL('../node_modules/hls.js/package.json', import.meta.url))).version;
+const JELLYFIN_HLS_JS_VERSION = JSON.parse(readFileSync(new URL('../node_modules/jellyfin-web-hls.js/package.json', import.meta.url))).version;
 
 test('an_error_on_the_upscaled_stream_is_handled_by_liveup_alone', async (tab) => {
   const switched = await waitForState(tab, 'switched');
@@ -519,11 +586,60 @@ test('a_transcode_is_left_alone', async (tab) => {
   const gaveUp = await waitForState(tab, 'gave_up', 30000);
   expect(/not direct-playing/.test(gaveUp.reason) && gaveUp.playMethod === 'Transcode', 'gave up for another reason', gaveUp);
   const all = await writes(tab);
-  expect(all.every((w) => w.by === 'jellyfin'), 'liveup wrote src over a transcode', all);
+  expect(all.length > 0 && all.every((w) => w.by === 'jellyfin'), 'liveup wrote src over a transcode', all);
+  const engine = await tab.evaluate(() => ({ version: window.Hls.version, jellyfin: window.Hls === window.__jellyfinHls }));
+  expect(engine.jellyfin && engine.version === JELLYFIN_HLS_JS_VERSION, "jellyfin-web's hls.js is not the one playing", engine);
+  const now = await player(tab);
+  expect(now.src.startsWith('blob:'), "the transcode is not played by jellyfin-web's hls.js", now);
   expect(!(await states(tab)).some((x) => x.state === 'switching'), 'liveup switched a transcode');
   await expectAdvancing(tab, 1);
-  return { reason: gaveUp.reason };
+  return { reason: gaveUp.reason, engine: engine.version };
 }, { method: 'Transcode', config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+// Safari, iOS, Tizen, webOS (and Chromium ≥ 141 with 10.10) play Jellyfin's HLS natively: the
+// src is the .m3u8 URL. No progress reports here, so the URL alone must say it is no direct play.
+test('a_native_hls_transcode_is_left_alone', async (tab) => {
+  const gaveUp = await waitForState(tab, 'gave_up', 30000);
+  expect(/not direct-playing/.test(gaveUp.reason), 'gave up for another reason', gaveUp);
+  const all = await writes(tab);
+  expect(all.length === 1 && all[0].by === 'jellyfin' && /\/master\.m3u8\?/.test(all[0].src), 'not one write of the .m3u8 by jellyfin-web', all);
+  const now = await player(tab);
+  expect(now.src.includes('/master.m3u8?'), 'the browser is not playing the transcode itself', now);
+  expect(!(await states(tab)).some((x) => x.state === 'switching'), 'liveup switched a transcode');
+  await expectAdvancing(tab, 1);
+  return { reason: gaveUp.reason, src: now.src.replace(/\?.*/, '') };
+}, { method: 'Transcode', native: true, reports: false, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+// The upscaled stream plays to the film's end: `ended` reaches jellyfin-web once, at the film's
+// duration, and its resetSrc is the last word (liveup lets go and writes nothing after it).
+test('the_films_end_reaches_jellyfin_once', async (tab) => {
+  const switched = await waitForState(tab, 'switched', 90000);
+  const before = (await writes(tab)).length;
+  await waitFor("jellyfin-web's ended handler", 30000, () => tab.evaluate(() => window.__jellyfinEnded > 0));
+  await sleep(1500);
+  const facts = await tab.evaluate(() => ({ ended: window.__jellyfinEnded, at: window.__endedAt }));
+  expect(facts.ended === 1, `jellyfin-web's ended handler ran ${facts.ended} times`, facts);
+  expect(Math.abs(facts.at - FILM_SECONDS) < 0.5, `ended at ${facts.at} s, the film lasts ${FILM_SECONDS} s`, facts);
+  const after = (await writes(tab)).slice(before);
+  expect(after.length === 1 && after[0].by === 'jellyfin' && after[0].src === '', "not exactly jellyfin-web's resetSrc after the end", after);
+  const last = (await states(tab)).slice(-1)[0];
+  expect(last.state === 'ended', 'liveup did not end its session', last);
+  return { switchedAt: switched.currentTime, endedAt: facts.at, film: FILM_SECONDS, writes: after.map((w) => w.by) };
+}, { start: FILM_SECONDS - 5, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+// liveup behind Jellyfin's own site (https in real life: no mixed content): the script is loaded
+// from a path of Jellyfin's origin and finds liveup there, with no liveupUrl configured.
+test('same_origin_under_a_path_of_jellyfins_site', async (tab) => {
+  const switched = await waitForState(tab, 'switched');
+  const origin = await tab.evaluate(() => location.origin);
+  const elsewhere = tab.__requests.filter((url) => !url.startsWith(origin) && !url.startsWith('blob:') && !url.startsWith('data:'));
+  expect(elsewhere.length === 0, 'requests left Jellyfin\'s origin', elsewhere);
+  const through = { playlists: proxied.filter((p) => p.endsWith('.m3u8')).length, segments: proxied.filter((p) => p.endsWith('.ts')).length,
+    module: proxied.some((p) => p.endsWith('/plugin/hls.mjs')) };
+  expect(through.playlists > 0 && through.segments > 0 && through.module, 'liveup was not reached through the path', through);
+  await expectAdvancing(tab, 1);
+  return { ...through, at: switched.currentTime };
+}, { start: 1, prefix: true, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
 
 // ---- running them -----------------------------------------------------------------------------
 
@@ -532,7 +648,7 @@ const liveJob = await (await fetch(`${LIVEUP}/upscale-trigger`, {
 })).json();
 
 const results = [];
-for (const { name, body, config, prepare, item, url, start, method } of tests) {
+for (const { name, body, config, prepare, item, url, start, method, native, reports, prefix } of tests) {
   if (ONLY && !name.includes(ONLY)) continue;
   const started = Date.now();
   let tab = null;
@@ -547,11 +663,16 @@ for (const { name, body, config, prepare, item, url, start, method } of tests) {
       tab = await browser.newPage();
       tab.on('console', (message) => consoleLog.push(`[${name}] [${message.type()}] ${message.text()} ${message.type() === 'error' ? message.location().url : ''}`));
       tab.on('pageerror', (error) => consoleLog.push(`[pageerror] ${error.message}`));
+      tab.__requests = [];
+      tab.on('request', (request) => tab.__requests.push(request.url()));
       if (prepare) await prepare(tab);
       const query = new URLSearchParams({
         item: item || LIVE,
         start: String(start || 0),
         method: method || 'DirectPlay',
+        native: native ? '1' : '0',
+        reports: reports === false ? 'none' : 'all',
+        prefix: prefix ? PROXIED : '',
         config: JSON.stringify({ debug: true, checkInterval: 250, ...config }),
       });
       await tab.goto(`${JELLYFIN}/web/index.html?${query}`);
@@ -587,6 +708,7 @@ for (const { name, body, config, prepare, item, url, start, method } of tests) {
 await browser.close();
 jellyfin.close();
 rmSync(profile, { recursive: true, force: true });
+for (const dir of Object.values(transcodes)) rmSync(dir, { recursive: true, force: true });
 writeFileSync(join(OUT, 'results.json'), JSON.stringify({ liveup: LIVEUP, jellyfin: JELLYFIN, results }, null, 2));
 writeFileSync(join(OUT, 'console.log'), consoleLog.join('\n') + '\n');
 const failed = results.filter((r) => !r.ok).length;
