@@ -25,7 +25,7 @@ const ORIGINAL: (u32, u32) = (96, 54);
 /// The default model doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
 const NODE_LIMIT: Duration = Duration::from_secs(240);
-const TESTS: [&str; 15] = [
+const TESTS: [&str; 16] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
@@ -39,6 +39,7 @@ const TESTS: [&str; 15] = [
     "jellyfin_changing_the_source_ends_liveups_session_for_good",
     "a_transcode_is_left_alone",
     "a_native_hls_transcode_is_left_alone",
+    "seeking_from_jellyfins_osd_lands_on_the_films_time",
     "the_films_end_reaches_jellyfin_once",
     "same_origin_under_a_path_of_jellyfins_site",
 ];

@@ -610,6 +610,29 @@ test('a_native_hls_transcode_is_left_alone', async (tab) => {
   return { reason: gaveUp.reason, src: now.src.replace(/\?.*/, '') };
 }, { method: 'Transcode', native: true, reports: false, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
 
+// jellyfin-web's OSD seeks by writing the element's currentTime (plugin.js currentTime(val)):
+// on liveup's stream that is the film's time, so the picture lands where the viewer asked.
+test('seeking_from_jellyfins_osd_lands_on_the_films_time', async (tab) => {
+  await waitForState(tab, 'switched');
+  const before = (await writes(tab)).length;
+  const target = FILM_SECONDS - 8;
+  await tab.evaluate((t) => { document.querySelector('video.htmlvideoplayer').currentTime = t; }, target);
+  const landed = await waitFor('the seek to land', 15000, async () => {
+    const p = await player(tab);
+    return p.readyState >= 3 && p.currentTime >= target && !p.paused ? p : null;
+  });
+  expect(landed.currentTime - target < 1, 'played from elsewhere than the seek', { landed, target });
+  expect(landed.src.startsWith('blob:') && landed.videoWidth === WIDTHS.upscaled, 'left the upscaled stream', landed);
+  const after = (await writes(tab)).slice(before);
+  expect(after.length === 0, 'a seek wrote src', after);
+  await expectAdvancing(tab, 1);
+  const reported = await tab.evaluate(() => window.__reports[window.__reports.length - 1].PositionTicks / 1e7);
+  await sleep(1100);
+  const next = await tab.evaluate(() => window.__reports[window.__reports.length - 1].PositionTicks / 1e7);
+  expect(next >= target, `Jellyfin was told ${next} s after a seek to ${target} s`, { reported, next });
+  return { target, landedAt: landed.currentTime, reported: next };
+}, { start: 1, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
 // The upscaled stream plays to the film's end: `ended` reaches jellyfin-web once, at the film's
 // duration, and its resetSrc is the last word (liveup lets go and writes nothing after it).
 test('the_films_end_reaches_jellyfin_once', async (tab) => {
