@@ -19,6 +19,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::base_url::base_url;
+use crate::ladder::{self, Rung};
 use crate::path_map::PathMapping;
 use crate::upscale::{models, DeviceChoice, EngineOptions, DEFAULT_MODEL};
 
@@ -87,6 +88,16 @@ pub struct Config {
     /// Jellyfin's folders and the same folders in liveup's file system (`/media:/mnt/media`),
     /// for the paths that come from Jellyfin. In the environment: pairs separated by `;`.
     pub path_map: Vec<PathMapping>,
+    /// Ladders of renditions by kind of client (`phone = ["720p:3000", "480p:1400"]`). A rung
+    /// below the model's output is made from the upscaled film when a client asks for it.
+    /// In the environment: `phone=720p:3000,480p:1400;tv=…`.
+    pub profiles: BTreeMap<String, Vec<Rung>>,
+    /// The profile of a master playlist request that names none. Empty: such a request gets
+    /// the upscaled rung and the lower rungs other clients had made.
+    pub default_profile: String,
+    /// How long the lock on a job's rung generation (in its job.json) holds without being
+    /// renewed, before another run may take the generation over.
+    pub variant_lock_seconds: u64,
 }
 
 impl Config {
@@ -117,6 +128,9 @@ impl Config {
             cleanup_interval_seconds: 0,
             min_free_space_mb: 1024,
             path_map: Vec::new(),
+            profiles: ladder::default_profiles(),
+            default_profile: String::new(),
+            variant_lock_seconds: 600,
         }
     }
 
@@ -239,6 +253,27 @@ impl Config {
             ));
         }
         models::find(&self.model).map_err(|e| invalid("model", e.to_string()))?;
+        ladder::check_profiles(&self.profiles).map_err(|m| invalid("profiles", m))?;
+        if !self.default_profile.is_empty() && !self.profiles.contains_key(&self.default_profile) {
+            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            return Err(invalid(
+                "default_profile",
+                format!(
+                    "{:?} is not one of the profiles ({})",
+                    self.default_profile,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if self.variant_lock_seconds < 10 {
+            return Err(invalid(
+                "variant_lock_seconds",
+                format!(
+                    "must be at least 10 seconds, got {}",
+                    self.variant_lock_seconds
+                ),
+            ));
+        }
         self.base_path = base_path(&self.base_path).map_err(|m| invalid("base_path", m))?;
         self.public_url = if origins.given("public_url") {
             base_url(&self.public_url).map_err(|m| invalid("public_url", m))?
@@ -438,6 +473,15 @@ fn env_value(key: &str, default: Option<&toml::Value>, text: &str) -> Result<tom
             .filter(|item| !item.is_empty())
             .map(|item| Value::String(item.to_string()))
             .collect(),
+        ),
+        Some(Value::Table(_)) => Value::Table(
+            ladder::parse_env(text)?
+                .into_iter()
+                .map(|(name, rungs)| {
+                    let rungs = rungs.into_iter().map(Value::String).collect();
+                    (name, Value::Array(rungs))
+                })
+                .collect(),
         ),
         _ => Value::String(text.to_string()),
     })

@@ -1,5 +1,6 @@
 //! A job's folder under `hls_root`, and every name in it:
 //! - `segment_00042.ts`: the film's segments by index, each checked whole before it gets its name;
+//! - `segment_00042.480p.ts`: the same moment in a lower rung, made from `segment_00042.ts`;
 //! - `job.json`: the job's state ([`crate::jobs::store`]);
 //! - `encoder.m3u8`: the playlist of the current run's segments;
 //! - `.incoming/`: where the encoder writes before a segment is checked; never served;
@@ -49,6 +50,21 @@ impl JobDir {
         self.0.join(PREVIEW_FILE)
     }
 
+    pub fn rung_segment(&self, index: u32, rung: &str) -> PathBuf {
+        self.0.join(rung_segment_name(index, rung))
+    }
+
+    /// The segments of every lower rung in the folder, by rung name (listed once per job).
+    pub fn rung_segments_on_disk(&self) -> std::collections::BTreeMap<String, BTreeSet<u32>> {
+        let mut rungs = std::collections::BTreeMap::<String, BTreeSet<u32>>::new();
+        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if let Some((index, rung)) = entry.file_name().to_str().and_then(rung_segment_index) {
+                rungs.entry(rung).or_default().insert(index);
+            }
+        }
+        rungs
+    }
+
     /// The segments in the folder. This lists it: the daemon does so once per job at start and
     /// keeps the set in memory after.
     pub fn segments_on_disk(&self) -> BTreeSet<u32> {
@@ -76,6 +92,18 @@ pub fn segment_index(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+pub fn rung_segment_name(index: u32, rung: &str) -> String {
+    format!("segment_{index:05}.{rung}.ts")
+}
+
+/// `segment_00042.480p.ts` → (42, "480p").
+pub fn rung_segment_index(name: &str) -> Option<(u32, String)> {
+    let (stem, rung) = name.strip_suffix(".ts")?.split_once('.')?;
+    crate::ladder::height_of(rung)?;
+    let index = segment_index(&format!("{stem}.ts"))?;
+    Some((index, rung.to_string()))
+}
+
 /// Where the final file `output` is written until it is whole.
 pub fn partial_path(output: &Path) -> PathBuf {
     let mut name = output.as_os_str().to_owned();
@@ -101,6 +129,34 @@ mod tests {
         ] {
             assert_eq!(segment_index(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn rung_segments_are_named_apart_from_the_top_ones() {
+        assert_eq!(rung_segment_name(42, "480p"), "segment_00042.480p.ts");
+        assert_eq!(
+            rung_segment_index("segment_00042.480p.ts"),
+            Some((42, "480p".to_string()))
+        );
+        assert_eq!(segment_index("segment_00042.480p.ts"), None);
+        for name in [
+            "segment_00042.ts",
+            "segment_00042.x.ts",
+            "segment_x.480p.ts",
+        ] {
+            assert_eq!(rung_segment_index(name), None, "{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "segment_00000.ts",
+            "segment_00000.54p.ts",
+            "segment_00003.54p.ts",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let job = JobDir::at(dir.path());
+        assert_eq!(job.segments_on_disk(), BTreeSet::from([0]));
+        assert_eq!(job.rung_segments_on_disk()["54p"], BTreeSet::from([0, 3]));
     }
 
     #[test]

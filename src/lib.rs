@@ -9,6 +9,8 @@
 //!   CUDA, chosen at run time) or ffmpeg's Lanczos scaler.
 //! - [`hls`]: the playlist model, to read back and check what the encoder wrote.
 //! - [`job_dir`]: what a job's folder holds and what each file is called.
+//! - [`ladder`]: rendition ladders per kind of client; [`jobs::variants`] makes the lower rungs
+//!   from the upscaled one.
 //! - [`disk`]: free space where jobs write, so a nearly full disk pauses work.
 //! - [`cli`]: the subcommands of the `liveup` binary.
 
@@ -20,6 +22,7 @@ pub mod hls;
 pub mod jellyfin;
 pub mod job_dir;
 pub mod jobs;
+pub mod ladder;
 pub mod media;
 pub mod path_map;
 pub mod paths;

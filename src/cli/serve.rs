@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use super::ServeArgs;
 use crate::config::Config;
 use crate::jellyfin::JellyfinClient;
+use crate::jobs::variants::Variants;
 use crate::jobs::{intake, JobManager, ManagerSettings, Priority};
 use crate::media::Tools;
 use crate::server::{self, AppState};
@@ -57,17 +58,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!("picked up {resumed} unfinished job(s)");
     }
-    let state = Arc::new(AppState {
-        config,
-        manager: Arc::clone(&manager),
-        jellyfin,
-        http: Default::default(),
-        device,
-        ffmpeg_version,
-        onnxruntime_version: runtime::version(),
-        bound_url: Default::default(),
-    });
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // File opens and reads come from the page cache in microseconds: a few threads keep
@@ -75,6 +65,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()?;
+    let variants = Variants::new(
+        Arc::clone(&manager),
+        Tools::from_env(),
+        config.profiles.clone(),
+        config.default_profile.clone(),
+        config.variant_lock_seconds,
+        runtime.handle().clone(),
+    );
+    let generations = variants.recover();
+    if generations > 0 {
+        tracing::info!("picked up {generations} unfinished rung generation(s)");
+    }
+    let state = Arc::new(AppState {
+        config,
+        manager: Arc::clone(&manager),
+        variants,
+        jellyfin,
+        http: Default::default(),
+        device,
+        ffmpeg_version,
+        onnxruntime_version: runtime::version(),
+        bound_url: Default::default(),
+    });
     let result = runtime.block_on(async {
         let _watcher = start_watcher(&state)?;
         start_cleanup_timer(&state);

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::job_dir::segment_name;
+use crate::job_dir::{rung_segment_name, segment_name};
 
 /// Length of segment `index` of a film of `count` segments of `segment_seconds`, the last one
 /// holding what is left of `total_seconds`.
@@ -26,35 +26,102 @@ fn header(out: &mut String, segment_seconds: u32, kind: &str, first: u32) {
     );
 }
 
-fn entries(out: &mut String, upto: u32, count: u32, segment_seconds: u32, total_seconds: f64) {
-    for index in 0..upto {
-        let duration = segment_duration(index, count, segment_seconds, total_seconds);
-        let _ = write!(out, "#EXTINF:{duration:.6},\n{}\n", segment_name(index));
+/// The film's segments in one rung: the top one (`None`) or a lower one by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Film<'a> {
+    pub count: u32,
+    pub segment_seconds: u32,
+    pub total_seconds: f64,
+    pub rung: Option<&'a str>,
+}
+
+impl Film<'_> {
+    fn entries(&self, out: &mut String, upto: u32) {
+        for index in 0..upto {
+            let duration =
+                segment_duration(index, self.count, self.segment_seconds, self.total_seconds);
+            let name = match self.rung {
+                Some(rung) => rung_segment_name(index, rung),
+                None => segment_name(index),
+            };
+            let _ = write!(out, "#EXTINF:{duration:.6},\n{name}\n");
+        }
+    }
+
+    /// Every segment of the film, made or not, and the end: a VOD playlist.
+    pub fn vod(&self) -> String {
+        let mut out = String::new();
+        header(&mut out, self.segment_seconds, "VOD", 0);
+        self.entries(&mut out, self.count);
+        out.push_str("#EXT-X-ENDLIST\n");
+        out
+    }
+
+    /// The segments made so far without a gap from the start; the end once all are made.
+    pub fn event(&self, ready: u32) -> String {
+        let mut out = String::new();
+        header(&mut out, self.segment_seconds, "EVENT", 0);
+        self.entries(&mut out, ready.min(self.count));
+        if ready >= self.count {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
     }
 }
 
-/// Every segment of the film, made or not, and the end: a VOD playlist.
+/// Every segment of the top rung, made or not, and the end: a VOD playlist.
 pub fn vod(count: u32, segment_seconds: u32, total_seconds: f64) -> String {
-    let mut out = String::new();
-    header(&mut out, segment_seconds, "VOD", 0);
-    entries(&mut out, count, count, segment_seconds, total_seconds);
-    out.push_str("#EXT-X-ENDLIST\n");
-    out
-}
-
-/// The segments made so far without a gap from the start; the end once all are made.
-pub fn event(ready: u32, count: u32, segment_seconds: u32, total_seconds: f64) -> String {
-    let mut out = String::new();
-    header(&mut out, segment_seconds, "EVENT", 0);
-    entries(
-        &mut out,
-        ready.min(count),
+    Film {
         count,
         segment_seconds,
         total_seconds,
-    );
-    if ready >= count {
-        out.push_str("#EXT-X-ENDLIST\n");
+        rung: None,
+    }
+    .vod()
+}
+
+/// The top rung's segments made so far without a gap from the start; the end once all are made.
+pub fn event(ready: u32, count: u32, segment_seconds: u32, total_seconds: f64) -> String {
+    Film {
+        count,
+        segment_seconds,
+        total_seconds,
+        rung: None,
+    }
+    .event(ready)
+}
+
+/// One rung as a master playlist lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub uri: String,
+    /// Peak bits per second, measured on the rung's segments.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub width: u32,
+    pub height: u32,
+    /// `avc1.64001f,mp4a.40.2`
+    pub codecs: String,
+    pub frame_rate: Option<f64>,
+}
+
+/// A master playlist of `variants`, best first (RFC 8216 §4.3.4.2).
+pub fn master(variants: &[Variant]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in variants {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\"",
+            v.bandwidth.max(1),
+            v.average_bandwidth.max(1),
+            v.width,
+            v.height,
+            v.codecs
+        );
+        if let Some(rate) = v.frame_rate {
+            let _ = write!(out, ",FRAME-RATE={rate:.3}");
+        }
+        let _ = write!(out, "\n{}\n", v.uri);
     }
     out
 }
@@ -96,6 +163,61 @@ mod tests {
         assert_eq!((growing.segments.len(), growing.ended), (2, false));
         let done = MediaPlaylist::parse(&event(4, 4, 6, 20.5)).unwrap();
         assert_eq!((done.segments.len(), done.ended), (4, true));
+    }
+
+    #[test]
+    fn a_lower_rung_lists_its_own_segments_on_the_same_timeline() {
+        let film = Film {
+            count: 3,
+            segment_seconds: 4,
+            total_seconds: 10.0,
+            rung: Some("480p"),
+        };
+        let playlist = MediaPlaylist::parse(&film.vod()).unwrap();
+        let uris: Vec<&str> = playlist.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            [
+                "segment_00000.480p.ts",
+                "segment_00001.480p.ts",
+                "segment_00002.480p.ts"
+            ]
+        );
+        assert!((playlist.total_duration() - 10.0).abs() < 1e-9);
+        let growing = MediaPlaylist::parse(&film.event(1)).unwrap();
+        assert_eq!((growing.segments.len(), growing.ended), (1, false));
+    }
+
+    #[test]
+    fn the_master_lists_every_variant_with_what_players_choose_by() {
+        let text = master(&[
+            Variant {
+                uri: "index.m3u8".into(),
+                bandwidth: 5_000_000,
+                average_bandwidth: 4_000_000,
+                width: 1920,
+                height: 1080,
+                codecs: "avc1.640028,mp4a.40.2".into(),
+                frame_rate: Some(23.976),
+            },
+            Variant {
+                uri: "index.480p.m3u8".into(),
+                bandwidth: 1_500_000,
+                average_bandwidth: 1_400_000,
+                width: 854,
+                height: 480,
+                codecs: "avc1.64001e,mp4a.40.2".into(),
+                frame_rate: None,
+            },
+        ]);
+        assert!(text.starts_with("#EXTM3U\n"), "{text}");
+        assert!(text.contains(
+            "#EXT-X-STREAM-INF:BANDWIDTH=5000000,AVERAGE-BANDWIDTH=4000000,RESOLUTION=1920x1080,\
+             CODECS=\"avc1.640028,mp4a.40.2\",FRAME-RATE=23.976\nindex.m3u8\n"
+        ));
+        assert!(
+            text.contains("RESOLUTION=854x480,CODECS=\"avc1.64001e,mp4a.40.2\"\nindex.480p.m3u8\n")
+        );
     }
 
     #[test]

@@ -278,6 +278,8 @@ impl JobManager {
                         segment_count: None,
                         resumes: 0,
                         error: None,
+                        variants: Vec::new(),
+                        variant_lock: None,
                     };
                     state.queue.push(&id, priority);
                     // A retried job keeps the segments it has; a new one starts from what
@@ -752,6 +754,18 @@ impl JobManager {
     pub fn made(&self, id: &str) -> Option<BTreeSet<u32>> {
         let state = self.state.lock().unwrap();
         state.jobs.get(id).map(|e| e.made.clone())
+    }
+
+    /// A copy of job `id`'s record.
+    pub fn record(&self, id: &str) -> Option<JobRecord> {
+        let state = self.state.lock().unwrap();
+        state.jobs.get(id).map(|e| e.record.clone())
+    }
+
+    /// Every job's id.
+    pub fn ids(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state.jobs.keys().cloned().collect()
     }
 
     pub(super) fn update(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {

@@ -12,6 +12,7 @@ pub mod queue;
 mod runner;
 pub mod sessions;
 pub mod store;
+pub mod variants;
 mod view;
 
 use std::path::PathBuf;
@@ -92,6 +93,43 @@ pub struct JobRecord {
     /// How many times the job was picked up again after the daemon stopped mid-way.
     pub resumes: u32,
     pub error: Option<String>,
+    /// The lower rungs asked of this job and how far each is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantRecord>,
+    /// Who makes the lower rungs now, until when (renewed as it goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_lock: Option<VariantLock>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantState {
+    /// Asked for; not all its segments are made yet.
+    Pending,
+    Complete,
+    /// Gave up after its retries; the closest rung plays instead.
+    Error,
+}
+
+/// A lower rung of a job, as job.json keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantRecord {
+    pub name: String,
+    pub height: u32,
+    pub kbps: u32,
+    pub state: VariantState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantLock {
+    /// The rungs being made.
+    pub rungs: Vec<String>,
+    /// `host:pid` of the daemon making them.
+    pub holder: String,
+    /// Unix seconds; past it, the lock is free.
+    pub expires_at: u64,
 }
 
 /// A job as the API shows it: the record plus live progress.

@@ -6,6 +6,7 @@
 //! is never left under its final name, and the first error (with ffmpeg's stderr) is returned.
 
 mod decode;
+pub mod derive;
 mod encode;
 pub mod frames;
 pub mod progress;

@@ -234,6 +234,6 @@ pub async fn health(state: Arc<AppState>) -> Result<warp::reply::Response, Rejec
 }
 
 pub async fn metrics(state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
-    let text = metrics::render(&state.http, &state.manager);
+    let text = metrics::render(&state.http, &state.manager, &state.variants.counters);
     Ok(warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response())
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
+use crate::jobs::variants::VariantCounters;
 use crate::jobs::{JobManager, JobState};
 
 #[derive(Default)]
@@ -40,7 +41,7 @@ fn route_of(path: &str) -> &'static str {
     }
 }
 
-pub fn render(http: &HttpCounters, manager: &JobManager) -> String {
+pub fn render(http: &HttpCounters, manager: &JobManager, variants: &VariantCounters) -> String {
     let mut out = String::new();
     let jobs = manager.list();
     let _ = writeln!(
@@ -85,6 +86,25 @@ pub fn render(http: &HttpCounters, manager: &JobManager) -> String {
             job.id, job.rate
         );
     }
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP liveup_variant_generations_total Generations of missing lower rungs started.\n\
+         # TYPE liveup_variant_generations_total counter\nliveup_variant_generations_total {}\n\
+         # HELP liveup_variant_segments_total Lower-rung segments made from the top rung.\n\
+         # TYPE liveup_variant_segments_total counter\nliveup_variant_segments_total {}\n\
+         # HELP liveup_variant_retries_total Lower-rung segments tried again after failing.\n\
+         # TYPE liveup_variant_retries_total counter\nliveup_variant_retries_total {}\n\
+         # HELP liveup_variant_failures_total Rungs given up after their retries.\n\
+         # TYPE liveup_variant_failures_total counter\nliveup_variant_failures_total {}\n\
+         # HELP liveup_variant_fallbacks_total Missing rungs answered with the closest one.\n\
+         # TYPE liveup_variant_fallbacks_total counter\nliveup_variant_fallbacks_total {}",
+        load(&variants.generations),
+        load(&variants.segments),
+        load(&variants.retries),
+        load(&variants.failures),
+        load(&variants.fallbacks),
+    );
     let counters = &manager.counters;
     let _ = writeln!(
         out,

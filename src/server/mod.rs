@@ -25,6 +25,7 @@ use errors::ApiError;
 pub struct AppState {
     pub config: Config,
     pub manager: Arc<JobManager>,
+    pub variants: Arc<crate::jobs::variants::Variants>,
     pub jellyfin: Option<Arc<JellyfinClient>>,
     pub http: metrics::HttpCounters,
     /// What runs the model ("CPU", "CUDA:0", "ffmpeg"), found at start-up.
@@ -48,6 +49,8 @@ impl AppState {
     fn job_json(&self, job: &JobView) -> serde_json::Value {
         let mut value = serde_json::to_value(job).unwrap_or_else(|_| json!({}));
         value["hls_url"] = json!(self.hls_url(&job.id));
+        value["master_url"] = json!(format!("{}/hls/{}/master.m3u8", self.public_url(), job.id));
+        value["variants"] = json!(self.variants.view(&job.id));
         value
     }
 }

@@ -8,7 +8,13 @@
 //! rendition it retries a playlist reload twice and a VOD fragment six times with back-off
 //! (about 30 s) before giving up, and skips a live fragment as a gap; the browser script stops it
 //! on the first 410 instead.
+//!
+//! With a ladder: `master.m3u8?profile=phone` lists the top rung and the lower rungs that are
+//! ready (asking for the profile starts making the missing ones), and each lower rung has its own
+//! `index.480p.m3u8`, `stream.480p.m3u8` and `segment_00042.480p.ts`, served the same way (a rung
+//! segment not made yet is made next and waited for).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,13 +27,15 @@ use warp::{Filter, Rejection};
 use super::hls_files::{self, FileKind};
 use super::AppState;
 use crate::hls::write;
-use crate::job_dir::segment_index;
+use crate::job_dir::{rung_segment_index, segment_index};
+use crate::jobs::variants::{RungSegment, VariantError};
 use crate::jobs::{JobState, SegmentState};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let with_state = warp::any().map(move || Arc::clone(&state));
     warp::path!("hls" / String / String)
         .and(warp::get().or(warp::head()).unify())
+        .and(warp::query::<HashMap<String, String>>())
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(super::viewer())
@@ -36,26 +44,98 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// What a file name under `/hls/{job}/` asks for.
+#[derive(Debug, PartialEq)]
+enum Asked {
+    Master,
+    Playlist { rung: Option<String>, live: bool },
+    Segment { rung: Option<String>, index: u32 },
+}
+
+fn asked(file: &str) -> Option<Asked> {
+    if file == "master.m3u8" {
+        return Some(Asked::Master);
+    }
+    if let Some(index) = segment_index(file) {
+        return Some(Asked::Segment { rung: None, index });
+    }
+    if let Some((index, rung)) = rung_segment_index(file) {
+        let rung = Some(rung);
+        return Some(Asked::Segment { rung, index });
+    }
+    let (kind, rest) = file.strip_suffix(".m3u8")?.split_once('.').map_or_else(
+        || (file.strip_suffix(".m3u8").unwrap_or(file), None),
+        |(kind, rung)| (kind, Some(rung)),
+    );
+    let live = match kind {
+        "index" => false,
+        "stream" => true,
+        _ => return None,
+    };
+    match rest {
+        None => Some(Asked::Playlist { rung: None, live }),
+        Some(rung) => {
+            crate::ladder::height_of(rung)?;
+            let rung = Some(rung.to_string());
+            Some(Asked::Playlist { rung, live })
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     job: String,
     file: String,
+    query: HashMap<String, String>,
     method: Method,
     headers: HeaderMap,
     viewer: String,
     state: Arc<AppState>,
 ) -> Result<Response, Rejection> {
-    let ours = file == "index.m3u8" || file == "stream.m3u8" || segment_index(&file).is_some();
-    let Some(outcome) = state.manager.outcome(&job).filter(|_| ours) else {
+    let asked = asked(&file);
+    let Some(outcome) = state.manager.outcome(&job).filter(|_| asked.is_some()) else {
         return Err(warp::reject::not_found());
     };
+    let asked = asked.expect("checked above");
     if let Some(gone) = ended(outcome) {
         return Ok(gone);
     }
-    let segment = segment_index(&file);
+    if let Asked::Playlist {
+        rung: Some(rung), ..
+    }
+    | Asked::Segment {
+        rung: Some(rung), ..
+    } = &asked
+    {
+        // The first question about a job's rungs reads its folder.
+        let variants = Arc::clone(&state.variants);
+        let (id, name) = (job.clone(), rung.clone());
+        let known = tokio::task::spawn_blocking(move || variants.has_rung(&id, &name))
+            .await
+            .unwrap_or(false);
+        if !known {
+            return Ok(hls_files::not_found());
+        }
+    }
+    let segment = match &asked {
+        Asked::Segment { index, .. } => Some(*index),
+        _ => None,
+    };
     let session = state.manager.viewer_request(&job, &viewer, segment);
-    let mut reply = match segment {
-        Some(index) => segment_reply(&state, &job, &file, index, &method, &headers).await,
-        None => playlist_reply(&state, &job, &file, &method).await,
+    let mut reply = match asked {
+        Asked::Master => master_reply(&state, &job, query.get("profile"), &method).await,
+        Asked::Segment { rung: None, index } => {
+            segment_reply(&state, &job, &file, index, &method, &headers).await
+        }
+        Asked::Segment {
+            rung: Some(rung),
+            index,
+        } => rung_segment_reply(&state, &job, &file, &rung, index, &method, &headers).await,
+        Asked::Playlist { rung: None, .. } => playlist_reply(&state, &job, &file, &method).await,
+        Asked::Playlist {
+            rung: Some(rung),
+            live,
+        } => rung_playlist_reply(&state, &job, &rung, live, &method).await,
     };
     if let Some(session) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
         reply.headers_mut().insert("x-liveup-session", session);
@@ -63,7 +143,8 @@ async fn handle(
     Ok(reply)
 }
 
-async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &Method) -> Response {
+/// The film's length and segment count; `Err` is the answer to send instead.
+async fn timeline(state: &Arc<AppState>, job: &str) -> Result<(f64, u32), Response> {
     let timeline = match state.manager.known_timeline(job) {
         Some(known) => Some(known),
         // The first question about a job probes its source.
@@ -76,17 +157,22 @@ async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &M
                 .flatten()
         }
     };
-    let Some((total, count)) = timeline else {
-        // The job's run meets the same problem and fails it; the retry then gets the 410.
-        let mut response = hls_files::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the source could not be read yet",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        return response;
+    // The job's run meets the same problem and fails it; the retry then gets the 410.
+    timeline.ok_or_else(|| not_ready("not_ready", "the source could not be read yet"))
+}
+
+fn not_ready(code: &str, message: &str) -> Response {
+    let mut response = hls_files::json_error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &Method) -> Response {
+    let (total, count) = match timeline(state, job).await {
+        Ok(known) => known,
+        Err(answer) => return answer,
     };
     let seconds = state.config.segment_seconds;
     let text = if file == "index.m3u8" {
@@ -96,6 +182,66 @@ async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &M
         let ready = (0..).take_while(|i| made.contains(i)).count() as u32;
         write::event(ready, count, seconds, total)
     };
+    playlist_response(text, method)
+}
+
+async fn rung_playlist_reply(
+    state: &Arc<AppState>,
+    job: &str,
+    rung: &str,
+    live: bool,
+    method: &Method,
+) -> Response {
+    let (total, count) = match timeline(state, job).await {
+        Ok(known) => known,
+        Err(answer) => return answer,
+    };
+    let film = write::Film {
+        count,
+        segment_seconds: state.config.segment_seconds,
+        total_seconds: total,
+        rung: Some(rung),
+    };
+    let text = if live {
+        film.event(state.variants.contiguous(job, rung))
+    } else {
+        film.vod()
+    };
+    playlist_response(text, method)
+}
+
+async fn master_reply(
+    state: &Arc<AppState>,
+    job: &str,
+    profile: Option<&String>,
+    method: &Method,
+) -> Response {
+    if let Err(answer) = timeline(state, job).await {
+        return answer;
+    }
+    let variants = Arc::clone(&state.variants);
+    let (id, profile) = (job.to_string(), profile.cloned());
+    let offered = tokio::task::spawn_blocking(move || variants.offer(&id, profile.as_deref()))
+        .await
+        .unwrap_or(Err(VariantError::NotReady));
+    match offered {
+        Ok(variants) => playlist_response(write::master(&variants), method),
+        Err(VariantError::NotReady) => not_ready(
+            "not_ready",
+            "the upscaled film has no segment yet; retry shortly",
+        ),
+        Err(error @ VariantError::NoProfile { .. }) => hls_files::json_error(
+            StatusCode::BAD_REQUEST,
+            "unknown_profile",
+            &error.to_string(),
+        ),
+        Err(error @ VariantError::NoJob(_)) => {
+            hls_files::json_error(StatusCode::NOT_FOUND, "not_found", &error.to_string())
+        }
+    }
+}
+
+fn playlist_response(text: String, method: &Method) -> Response {
     let length = text.len();
     let mut response = if method == Method::HEAD {
         Response::new(warp::hyper::Body::empty())
@@ -133,6 +279,71 @@ async fn segment_reply(
     match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
         Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
         Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+    }
+}
+
+async fn rung_segment_reply(
+    state: &Arc<AppState>,
+    job: &str,
+    file: &str,
+    rung: &str,
+    index: u32,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    if let Err(answer) = wait_for_rung_segment(state, job, rung, index).await {
+        return answer;
+    }
+    let root = &state.config.hls_root;
+    let Some(resolved) = hls_files::resolve(root, job, file) else {
+        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
+    };
+    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
+        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
+        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+    }
+}
+
+/// Asks for segment `index` of `rung` (made next when missing) and waits for it, at most
+/// `segment_wait_seconds`; `Err` is the answer to send instead.
+async fn wait_for_rung_segment(
+    state: &Arc<AppState>,
+    job: &str,
+    rung: &str,
+    index: u32,
+) -> Result<(), Response> {
+    let deadline = Instant::now() + Duration::from_secs(state.config.segment_wait_seconds);
+    let Some(mut landed) = state.variants.events(job) else {
+        return Err(hls_files::not_found());
+    };
+    let variants = Arc::clone(&state.variants);
+    let (id, name) = (job.to_string(), rung.to_string());
+    let want = move || variants.want_segment(&id, &name, index);
+    loop {
+        let found = tokio::task::spawn_blocking(want.clone())
+            .await
+            .unwrap_or(RungSegment::Never);
+        match found {
+            RungSegment::Ready => return Ok(()),
+            RungSegment::Never => {
+                return Err(hls_files::json_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such segment in this rung (or the rung could not be made)",
+                ))
+            }
+            RungSegment::Pending => {}
+        }
+        let woken = tokio::time::timeout_at(deadline.into(), landed.changed()).await;
+        if let Some(gone) = state.manager.outcome(job).and_then(ended) {
+            return Err(gone);
+        }
+        if !matches!(woken, Ok(Ok(()))) {
+            return Err(not_ready(
+                "segment_not_ready",
+                "this segment is being made; retry shortly",
+            ));
+        }
     }
 }
 
@@ -206,4 +417,52 @@ fn ended((state, error): (JobState, Option<String>)) -> Option<Response> {
         StatusCode::GONE,
         serde_json::json!({ "error": code, "message": message, "state": state }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_say_what_is_asked() {
+        let rung = |r: &str| Some(r.to_string());
+        assert_eq!(asked("master.m3u8"), Some(Asked::Master));
+        assert_eq!(
+            asked("index.m3u8"),
+            Some(Asked::Playlist {
+                rung: None,
+                live: false
+            })
+        );
+        assert_eq!(
+            asked("stream.480p.m3u8"),
+            Some(Asked::Playlist {
+                rung: rung("480p"),
+                live: true
+            })
+        );
+        assert_eq!(
+            asked("segment_00003.ts"),
+            Some(Asked::Segment {
+                rung: None,
+                index: 3
+            })
+        );
+        assert_eq!(
+            asked("segment_00003.54p.ts"),
+            Some(Asked::Segment {
+                rung: rung("54p"),
+                index: 3
+            })
+        );
+        for other in [
+            "encoder.m3u8",
+            "index.x.m3u8",
+            "job.json",
+            "preview.png",
+            "other.480p.m3u8",
+        ] {
+            assert_eq!(asked(other), None, "{other}");
+        }
+    }
 }

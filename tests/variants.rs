@@ -1,0 +1,296 @@
+//! Rendition ladders on the real daemon: a client asks for a profile, the rungs it lacks are made
+//! once from the upscaled film (one generation however many ask), every rung's segments start at
+//! the same instants on keyframes, ffmpeg reads the master playlist, and a daemon killed with -9
+//! mid-generation finishes it after a restart without making anything twice.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::daemon::{Daemon, Layout};
+use common::Clip;
+
+/// The top rung is the lanczos ×2 of a 96×54 clip: 192×108. 216p is above it: the top plays it.
+const PROFILES: &str =
+    "model = \"lanczos\"\n[profiles]\nsmall = [\"72p:200\", \"54p:100\", \"216p:900\"]\n";
+
+fn film(layout: &Layout, name: &str, seconds: f64) -> PathBuf {
+    Clip {
+        seconds,
+        ..Clip::default()
+    }
+    .make(&layout.media.join(name))
+}
+
+fn metric(daemon: &Daemon, name: &str) -> u64 {
+    let text = daemon.get("/metrics").body;
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+fn variants(daemon: &Daemon, id: &str) -> Vec<serde_json::Value> {
+    let job = daemon.get(&format!("/api/jobs/{id}")).json();
+    job["variants"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_variants(daemon: &Daemon, id: &str, done: impl Fn(&[serde_json::Value]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = variants(daemon, id);
+        if done(&now) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "variants stuck: {now:?}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn all_complete(variants: &[serde_json::Value]) -> bool {
+    !variants.is_empty() && variants.iter().all(|v| v["state"] == "complete")
+}
+
+/// (uri, attributes) of each variant of a master playlist, in order.
+fn master_entries(text: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let attributes = w[0].strip_prefix("#EXT-X-STREAM-INF:")?;
+            Some((w[1].to_string(), attributes.to_string()))
+        })
+        .collect()
+}
+
+/// First video packet's pts and whether it is a keyframe, and the number of video packets.
+fn video_start(path: &Path) -> (f64, bool, usize) {
+    let mut command = Command::new("ffprobe");
+    command
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(path);
+    let text = String::from_utf8(common::run_ok(command)).unwrap();
+    let packets: Vec<(f64, bool)> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (pts, flags) = l.split_once(',').unwrap();
+            (pts.parse().unwrap(), flags.contains('K'))
+        })
+        .collect();
+    let first = packets.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    (first, packets[0].1, packets.len())
+}
+
+fn modified(dir: &Path, suffix: &str) -> BTreeMap<String, SystemTime> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let time = e.metadata().ok()?.modified().ok()?;
+            (name.ends_with(suffix) && !name.starts_with('.')).then_some((name, time))
+        })
+        .collect()
+}
+
+#[test]
+fn a_profile_gets_its_missing_rungs_made_once_from_the_upscaled_film() {
+    let layout = Layout::new();
+    let source = film(&layout, "Ladder (2023).mkv", 5.0);
+    let daemon = Daemon::start(&layout.config(PROFILES));
+    let id = daemon.trigger_path(&source)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    daemon.wait_complete(&id);
+    assert!(
+        variants(&daemon, &id).is_empty(),
+        "no rung before one is asked for"
+    );
+
+    // Two clients ask for the profile at once: one generation.
+    let master = format!("{}/hls/{id}/master.m3u8?profile=small", daemon.url);
+    let askers: Vec<_> = (0..2)
+        .map(|_| {
+            let url = master.clone();
+            std::thread::spawn(move || common::daemon::request("GET", &url, &[], None))
+        })
+        .collect();
+    for asker in askers {
+        let reply = asker.join().unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/vnd.apple.mpegurl")
+        );
+        let entries = master_entries(&reply.body);
+        assert_eq!(entries[0].0, "index.m3u8", "the top rung plays at once");
+    }
+    wait_variants(&daemon, &id, all_complete);
+    assert_eq!(metric(&daemon, "liveup_variant_generations_total"), 1);
+    assert!(metric(&daemon, "liveup_variant_fallbacks_total") >= 1);
+    let shown = variants(&daemon, &id);
+    let names: Vec<&str> = shown.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["72p", "54p"],
+        "216p is above the top rung: not made"
+    );
+
+    let reply = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+    let entries = master_entries(&reply.body);
+    let uris: Vec<&str> = entries.iter().map(|(uri, _)| uri.as_str()).collect();
+    assert_eq!(uris, ["index.m3u8", "index.72p.m3u8", "index.54p.m3u8"]);
+    for ((_, attributes), resolution) in entries.iter().zip(["192x108", "128x72", "96x54"]) {
+        assert!(
+            attributes.contains(&format!("RESOLUTION={resolution}")),
+            "{attributes}"
+        );
+        assert!(attributes.contains("CODECS=\"avc1.64"), "{attributes}");
+        assert!(attributes.contains(",mp4a.40.2\""), "{attributes}");
+        assert!(attributes.contains("FRAME-RATE=10.000"), "{attributes}");
+        let bandwidth: u64 = attributes
+            .split("BANDWIDTH=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(bandwidth > 1000, "{attributes}");
+    }
+    let unknown = daemon.get(&format!("/hls/{id}/master.m3u8?profile=fridge"));
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert!(unknown.body.contains("small"), "{}", unknown.body);
+
+    // Every rung's segment N starts at the same instant as the top one's, on a keyframe.
+    let dir = layout.hls.join(&id);
+    let top = modified(&dir, ".ts")
+        .into_keys()
+        .filter(|n| n.matches('.').count() == 1)
+        .count();
+    assert_eq!(top, 5);
+    for rung in ["72p", "54p"] {
+        for index in 0..top {
+            let (top_pts, _, top_frames) = video_start(&dir.join(format!("segment_{index:05}.ts")));
+            let (pts, keyframe, frames) =
+                video_start(&dir.join(format!("segment_{index:05}.{rung}.ts")));
+            assert!(
+                (pts - top_pts).abs() < 1e-3,
+                "{rung} #{index}: {pts} vs {top_pts}"
+            );
+            assert!(keyframe, "{rung} #{index} does not start on a keyframe");
+            assert_eq!(frames, top_frames, "{rung} #{index}");
+        }
+        // A player reads the rung whole: timestamps keep increasing across its segments.
+        let playlist = format!("{}/hls/{id}/index.{rung}.m3u8", daemon.url);
+        let times = common::video_frame_times(Path::new(&playlist));
+        assert_eq!(times.len(), 50, "{rung}");
+        assert!(times.windows(2).all(|w| w[1] > w[0]), "{rung}: {times:?}");
+        let live = daemon.get(&format!("/hls/{id}/stream.{rung}.m3u8"));
+        assert!(live.body.ends_with("#EXT-X-ENDLIST\n"), "{}", live.body);
+    }
+
+    // ffprobe reads the master playlist: every rung is there.
+    let mut command = Command::new("ffprobe");
+    command
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&master);
+    let heights = String::from_utf8(common::run_ok(command)).unwrap();
+    for height in ["108", "72", "54"] {
+        assert!(
+            heights.lines().any(|l| l.trim() == height),
+            "{height}: {heights}"
+        );
+    }
+
+    // Asked again: nothing is made again.
+    let before = modified(&dir, ".ts");
+    let again = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+    assert_eq!(master_entries(&again.body).len(), 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(modified(&dir, ".ts"), before);
+    assert_eq!(metric(&daemon, "liveup_variant_generations_total"), 1);
+    assert_eq!(metric(&daemon, "liveup_variant_segments_total"), 10);
+}
+
+#[test]
+fn a_daemon_killed_mid_generation_finishes_it_after_a_restart() {
+    let layout = Layout::new();
+    let source = film(&layout, "Long Ladder (2022).mkv", 24.0);
+    let config = layout.config(PROFILES);
+    let mut daemon = Daemon::start(&config);
+    let id = daemon.trigger_path(&source)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    daemon.wait_complete(&id);
+    let asked = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let dir = layout.hls.join(&id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while modified(&dir, ".54p.ts").len() < 3 {
+        assert!(Instant::now() < deadline, "no rung segment made");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.kill9();
+    let made_before = modified(&dir, "p.ts");
+    assert!(
+        made_before.len() < 48,
+        "the generation ended before the kill"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("job.json")).unwrap()).unwrap();
+    let lock = &record["variant_lock"];
+    assert!(
+        lock["holder"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", daemon.pid())),
+        "{record}"
+    );
+
+    // Nobody asks again: the restarted daemon picks the generation up by itself.
+    let daemon = Daemon::start(&config);
+    wait_variants(&daemon, &id, all_complete);
+    let made_after = modified(&dir, "p.ts");
+    assert_eq!(made_after.len(), 48);
+    for (name, time) in &made_before {
+        assert_eq!(made_after.get(name), Some(time), "{name} was made again");
+    }
+    assert_eq!(metric(&daemon, "liveup_variant_generations_total"), 1);
+    assert_eq!(
+        metric(&daemon, "liveup_variant_segments_total"),
+        48 - made_before.len() as u64
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("job.json")).unwrap()).unwrap();
+    assert!(
+        record["variant_lock"].is_null(),
+        "the lock stayed: {record}"
+    );
+    for rung in ["72p", "54p"] {
+        let playlist = format!("{}/hls/{id}/index.{rung}.m3u8", daemon.url);
+        let times = common::video_frame_times(Path::new(&playlist));
+        assert_eq!(times.len(), 240, "{rung}");
+        assert!(times.windows(2).all(|w| w[1] > w[0]), "{rung}");
+    }
+}
