@@ -994,7 +994,9 @@ mod tests {
              tile_size = 512\nsegment_wait_seconds = 5\njit_restart_seconds = 12\n\
              throttle_ahead_seconds = 40\nsession_timeout_seconds = 60\n\
              cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n\
-             path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n",
+             path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n\
+             default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
+             profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1016,5 +1018,58 @@ mod tests {
         assert_eq!(config.tile_size, 512);
         assert_eq!(config.cleanup_interval_seconds, 3600);
         assert_eq!(config.min_free_space_mb, 256);
+        assert_eq!(config.default_profile, "phone");
+        assert_eq!(config.variant_lock_seconds, 60);
+        assert_eq!(
+            config.profiles["phone"],
+            vec![
+                Rung {
+                    height: 480,
+                    kbps: 1400
+                },
+                Rung {
+                    height: 360,
+                    kbps: 800
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_profiles_stop_start_up_naming_them() {
+        let dir = TempDir::new().unwrap();
+        for (text, key, want) in [
+            (
+                "[profiles]\nphone = [\"480:1400\"]\n",
+                "profiles",
+                "HEIGHTp:KBPS",
+            ),
+            ("[profiles]\nphone = [\"481p:1400\"]\n", "profiles", "even"),
+            ("[profiles]\nphone = []\n", "profiles", "no rungs"),
+            (
+                "default_profile = \"fridge\"\n",
+                "default_profile",
+                "\"fridge\"",
+            ),
+            (
+                "variant_lock_seconds = 1\n",
+                "variant_lock_seconds",
+                "at least 10",
+            ),
+        ] {
+            let message = from_file(&dir, text).unwrap_err().to_string();
+            assert!(message.contains(key), "{text}: {message}");
+            assert!(message.contains(want), "{text}: {message}");
+        }
+        let vars = [(
+            "LIVEUP_PROFILES",
+            "phone=720p:3000,480p:1400;tv=2160p:16000",
+        )];
+        let config = from_env(&dir, &vars).unwrap();
+        assert_eq!(config.profiles.len(), 2);
+        assert_eq!(config.profiles["phone"][1].height, 480);
+        let vars = [("LIVEUP_PROFILES", "phone=720p")];
+        let message = from_env(&dir, &vars).unwrap_err().to_string();
+        assert!(message.contains("LIVEUP_PROFILES"), "{message}");
     }
 }
