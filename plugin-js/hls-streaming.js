@@ -76,9 +76,14 @@
       autoSwitch: false,
       // Upscaled seconds needed beyond the current position before switching.
       safetyMargin: 6,
-      // 'index': the whole-film playlist (seeking ahead of the upscaler works);
-      // 'stream': the growing live playlist (hls_url).
-      playlist: 'index',
+      // 'master': the rungs of a profile (hls.js picks one by bandwidth; missing rungs are made
+      // from the upscaled film while the closest ones play); 'index': the upscaled rung's
+      // whole-film playlist alone; 'stream': its growing live playlist (hls_url). Every one of
+      // them lets the viewer seek ahead of the upscaler except 'stream'.
+      playlist: 'master',
+      // The profile to ask for; empty: chosen from the screen (tv, laptop or phone) when liveup
+      // has a profile of that name, else liveup's default.
+      profile: '',
       // How long the prompt stays up without an answer (ms); 0 keeps it until answered.
       promptTimeout: 0,
       // The upscaled stream must show a picture within this long after a switch (ms)...
@@ -132,6 +137,10 @@
     },
     switchNow: function () {
       if (session && session.job) startSwitch(session);
+    },
+    // liveup's hls.js while it plays (its levels are the rungs), for debugging.
+    get hls() {
+      return session ? session.hls : null;
     },
   };
   window.liveup = api;
@@ -396,6 +405,7 @@
         if (session !== s) return;
         if (reply.ok) {
           var job = reply.json;
+          if (job.profiles) s.job.profiles = job.profiles;
           var position = s.video.currentTime || 0;
           var ready = Number(job.duration_seconds) || 0;
           var complete = job.state === 'complete';
@@ -597,10 +607,22 @@
   }
 
   function streamUrl(s) {
-    if (CONFIG.playlist === 'index') {
-      return CONFIG.liveupUrl + '/hls/' + encodeURIComponent(s.job.job_id) + '/index.m3u8';
+    var base = CONFIG.liveupUrl + '/hls/' + encodeURIComponent(s.job.job_id);
+    if (CONFIG.playlist === 'master') {
+      var profile = CONFIG.profile || screenProfile();
+      var known = s.job.profiles || [];
+      return base + '/master.m3u8' + (known.indexOf(profile) >= 0 ? '?profile=' + encodeURIComponent(profile) : '');
     }
+    if (CONFIG.playlist === 'index') return base + '/index.m3u8';
     return s.job.hls_url;
+  }
+
+  // The kind of client by its screen's longer side in device pixels.
+  function screenProfile() {
+    var pixels = Math.max(screen.width || 0, screen.height || 0) * (window.devicePixelRatio || 1);
+    if (pixels >= 2560) return 'tv';
+    if (pixels >= 1280) return 'laptop';
+    return 'phone';
   }
 
   function startSwitch(s) {

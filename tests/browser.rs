@@ -25,7 +25,7 @@ const ORIGINAL: (u32, u32) = (96, 54);
 /// The default model doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
 const NODE_LIMIT: Duration = Duration::from_secs(240);
-const TESTS: [&str; 16] = [
+const TESTS: [&str; 17] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
@@ -40,6 +40,7 @@ const TESTS: [&str; 16] = [
     "a_transcode_is_left_alone",
     "a_native_hls_transcode_is_left_alone",
     "seeking_from_jellyfins_osd_lands_on_the_films_time",
+    "hls_js_switches_rungs_with_no_stall_and_no_jump",
     "the_films_end_reaches_jellyfin_once",
     "same_origin_under_a_path_of_jellyfins_site",
 ];
@@ -111,8 +112,10 @@ fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
         ],
         "browser-key",
     );
+    // A ladder below the upscaled picture, for the rung-switching test.
     let config = layout.config(&format!(
-        "jellyfin_url = \"{}\"\njellyfin_api_key = \"browser-key\"",
+        "jellyfin_url = \"{}\"\njellyfin_api_key = \"browser-key\"\n\
+         [profiles]\nsmall = [\"72p:40\", \"54p:20\"]",
         jellyfin.url
     ));
     let daemon = Daemon::start(&config);
@@ -133,7 +136,11 @@ fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let items = serde_json::json!({ LIVE: live, FRESH: fresh });
-    let widths = serde_json::json!({ "original": ORIGINAL.0, "upscaled": UPSCALED.0 });
+    let widths = serde_json::json!({
+        "original": ORIGINAL.0,
+        "upscaled": UPSCALED.0,
+        "upscaledHeight": UPSCALED.1,
+    });
     let started = Instant::now();
     let mut node = Command::new("node")
         .arg(plugin.join("tests/run.mjs"))

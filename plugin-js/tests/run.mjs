@@ -633,6 +633,82 @@ test('seeking_from_jellyfins_osd_lands_on_the_films_time', async (tab) => {
   return { target, landedAt: landed.currentTime, reported: next };
 }, { start: 1, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
 
+// A profile's rungs (tests/browser.rs configures `small`: 72p and 54p below the upscaled 108p):
+// hls.js switches between them during playback, forced through its level API and then by
+// bandwidth, with no stall and no jump in the film's time.
+test('hls_js_switches_rungs_with_no_stall_and_no_jump', async (tab) => {
+  await waitForState(tab, 'switched');
+  const levels = await tab.evaluate(() => window.liveup.hls.levels.map((l) => ({ height: l.height, bitrate: l.bitrate })));
+  const heights = levels.map((l) => l.height).sort((a, b) => b - a);
+  expect(JSON.stringify(heights) === JSON.stringify([WIDTHS.upscaledHeight, 72, 54]), 'not the three rungs', levels);
+  // Sample the position every 100 ms while switching.
+  await tab.evaluate(() => {
+    const v = document.querySelector('video.htmlvideoplayer');
+    window.__samples = [];
+    window.__sampler = setInterval(() => window.__samples.push({ t: v.currentTime, h: v.videoHeight, at: performance.now(), paused: v.paused }), 100);
+  });
+  // Bandwidth first: hls.js's own choice on a link just fast enough for the lowest rung.
+  const top = levels.find((l) => l.height === WIDTHS.upscaledHeight).bitrate;
+  const bottom = Math.min(...levels.map((l) => l.bitrate));
+  expect(bottom < top * 0.75, 'the rungs cost about what the upscaled one does', levels);
+  const cdp = tab.__cdp;
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 20, downloadThroughput: (bottom * 1.15) / 8, uploadThroughput: -1,
+  });
+  const abr = () => tab.evaluate(() => {
+    const hls = window.liveup.hls;
+    return { estimate: hls.bandwidthEstimate, auto: hls.autoLevelEnabled, loadLevel: hls.loadLevel, next: hls.nextAutoLevel,
+      levels: hls.levels.map((l) => [l.height, l.bitrate]) };
+  });
+  const down = await waitFor('hls.js to pick a lower rung on a slow link', 12000,
+    async () => { const p = await player(tab); return p.videoHeight && p.videoHeight < WIDTHS.upscaledHeight ? p : null; })
+    .catch(async (e) => { throw new Error(e.message + ' ' + JSON.stringify(await abr())); });
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  // Then forced through the level API: at once, and at the next segment.
+  const toHeight = async (height, how) => {
+    await tab.evaluate(({ height, how }) => {
+      const hls = window.liveup.hls;
+      const index = hls.levels.findIndex((l) => l.height === height);
+      if (how === 'now') hls.currentLevel = index; else hls.nextLevel = index;
+    }, { height, how });
+    return waitFor(`the picture at ${height} lines`, 8000, async () => (await player(tab)).videoHeight === height);
+  };
+  await toHeight(54, 'now');
+  await toHeight(WIDTHS.upscaledHeight, 'next');
+  const samples = await tab.evaluate(() => { clearInterval(window.__sampler); return window.__samples; });
+  let stall = 0;
+  let still = 0;
+  let jump = 0;
+  for (let i = 1; i < samples.length; i++) {
+    const moved = samples[i].t - samples[i - 1].t;
+    jump = Math.max(jump, Math.abs(moved - (samples[i].at - samples[i - 1].at) / 1000));
+    still = moved > 0 ? 0 : still + (samples[i].at - samples[i - 1].at);
+    stall = Math.max(stall, still);
+  }
+  expect(samples.every((x, i) => i === 0 || x.t >= samples[i - 1].t), 'the film time went back', samples);
+  expect(jump < 0.5, `the film time jumped by ${jump.toFixed(3)} s`, samples);
+  expect(stall < 1500, `playback stood still for ${stall.toFixed(0)} ms`, samples);
+  expect(samples.every((x) => !x.paused), 'the player paused');
+  return { levels: heights, heightsSeen: [...new Set(samples.map((x) => x.h))], slowLinkHeight: down.videoHeight, longestStillMs: Math.round(stall), biggestJump: Number(jump.toFixed(3)) };
+}, {
+  start: 0.5,
+  // A short buffer, so hls.js keeps loading segments and choosing among the rungs.
+  config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400, profile: 'small', hlsConfig: { maxBufferLength: 2, maxMaxBufferLength: 3 } },
+  // The rungs exist before the page asks: the profile is asked for, and made, first.
+  prepare: async (tab) => {
+    // Segments of a finished job are cached for a year: earlier tabs' copies would come from the
+    // browser's cache, untouched by the slow link.
+    tab.__cdp = await tab.context().newCDPSession(tab);
+    await tab.__cdp.send('Network.enable');
+    await tab.__cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+    await fetch(`${LIVEUP}/hls/${liveJob.job_id}/master.m3u8?profile=small`);
+    await waitFor('the rungs of "small"', 90000, async () => {
+      const job = await (await fetch(`${LIVEUP}/api/jobs/${liveJob.job_id}`)).json();
+      return job.variants && job.variants.length === 2 && job.variants.every((v) => v.state === 'complete');
+    });
+  },
+});
+
 // The upscaled stream plays to the film's end: `ended` reaches jellyfin-web once, at the film's
 // duration, and its resetSrc is the last word (liveup lets go and writes nothing after it).
 test('the_films_end_reaches_jellyfin_once', async (tab) => {

@@ -51,6 +51,7 @@ impl AppState {
         value["hls_url"] = json!(self.hls_url(&job.id));
         value["master_url"] = json!(format!("{}/hls/{}/master.m3u8", self.public_url(), job.id));
         value["variants"] = json!(self.variants.view(&job.id));
+        value["profiles"] = json!(self.config.profiles.keys().collect::<Vec<_>>());
         value
     }
 }

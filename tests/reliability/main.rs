@@ -9,6 +9,7 @@ mod access;
 mod disk;
 mod failed_jobs;
 mod failures;
+mod rungs;
 mod seams;
 
 use std::path::{Path, PathBuf};
