@@ -98,6 +98,37 @@ pub struct Config {
     /// How long the lock on a job's rung generation (in its job.json) holds without being
     /// renewed, before another run may take the generation over.
     pub variant_lock_seconds: u64,
+    /// The ladder's segments (master.m3u8 and stream.mpd): `fmp4` (CMAF, one track per file,
+    /// shared by HLS and DASH) or `ts` (MPEG-TS, HLS only).
+    #[serde(with = "via_string")]
+    pub segment_format: SegmentFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentFormat {
+    Fmp4,
+    Ts,
+}
+
+impl std::str::FromStr for SegmentFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SegmentFormat, String> {
+        match text {
+            "fmp4" => Ok(SegmentFormat::Fmp4),
+            "ts" => Ok(SegmentFormat::Ts),
+            _ => Err(format!("must be \"fmp4\" or \"ts\", got {text:?}")),
+        }
+    }
+}
+
+impl fmt::Display for SegmentFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SegmentFormat::Fmp4 => "fmp4",
+            SegmentFormat::Ts => "ts",
+        })
+    }
 }
 
 impl Config {
@@ -131,6 +162,7 @@ impl Config {
             profiles: ladder::default_profiles(),
             default_profile: String::new(),
             variant_lock_seconds: 600,
+            segment_format: SegmentFormat::Fmp4,
         }
     }
 
@@ -996,7 +1028,7 @@ mod tests {
              cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n\
              path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n\
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
-             profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\n",
+             profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1020,6 +1052,7 @@ mod tests {
         assert_eq!(config.min_free_space_mb, 256);
         assert_eq!(config.default_profile, "phone");
         assert_eq!(config.variant_lock_seconds, 60);
+        assert_eq!(config.segment_format, SegmentFormat::Ts);
         assert_eq!(
             config.profiles["phone"],
             vec![
@@ -1055,6 +1088,11 @@ mod tests {
                 "variant_lock_seconds = 1\n",
                 "variant_lock_seconds",
                 "at least 10",
+            ),
+            (
+                "segment_format = \"mkv\"\n",
+                "segment_format",
+                "\"fmp4\" or \"ts\"",
             ),
         ] {
             let message = from_file(&dir, text).unwrap_err().to_string();

@@ -1,6 +1,9 @@
 //! A job's folder under `hls_root`, and every name in it:
 //! - `segment_00042.ts`: the film's segments by index, each checked whole before it gets its name;
 //! - `segment_00042.480p.ts`: the same moment in a lower rung, made from `segment_00042.ts`;
+//! - `segment_00042.480p.m4s`, `segment_00042.audio.m4s`, `init.480p.mp4`, `init.audio.mp4`: the
+//!   ladder as CMAF, one track per file (the upscaled rung's video repackaged, lower rungs encoded,
+//!   the audio once);
 //! - `job.json`: the job's state ([`crate::jobs::store`]);
 //! - `encoder.m3u8`: the playlist of the current run's segments;
 //! - `.incoming/`: where the encoder writes before a segment is checked; never served;
@@ -65,6 +68,25 @@ impl JobDir {
         rungs
     }
 
+    pub fn cmaf_segment(&self, index: u32, track: &str) -> PathBuf {
+        self.0.join(cmaf_segment_name(index, track))
+    }
+
+    pub fn cmaf_init(&self, track: &str) -> PathBuf {
+        self.0.join(cmaf_init_name(track))
+    }
+
+    /// The CMAF segments in the folder, by track (a rung's name, or `audio`).
+    pub fn cmaf_segments_on_disk(&self) -> std::collections::BTreeMap<String, BTreeSet<u32>> {
+        let mut tracks = std::collections::BTreeMap::<String, BTreeSet<u32>>::new();
+        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if let Some((index, track)) = entry.file_name().to_str().and_then(cmaf_segment_index) {
+                tracks.entry(track).or_default().insert(index);
+            }
+        }
+        tracks
+    }
+
     /// The segments in the folder. This lists it: the daemon does so once per job at start and
     /// keeps the set in memory after.
     pub fn segments_on_disk(&self) -> BTreeSet<u32> {
@@ -102,6 +124,32 @@ pub fn rung_segment_index(name: &str) -> Option<(u32, String)> {
     crate::ladder::height_of(rung)?;
     let index = segment_index(&format!("{stem}.ts"))?;
     Some((index, rung.to_string()))
+}
+
+/// The CMAF track holding the sound.
+pub const AUDIO_TRACK: &str = "audio";
+
+pub fn cmaf_segment_name(index: u32, track: &str) -> String {
+    format!("segment_{index:05}.{track}.m4s")
+}
+
+pub fn cmaf_init_name(track: &str) -> String {
+    format!("init.{track}.mp4")
+}
+
+/// A rung's name or `audio`.
+pub fn is_track(name: &str) -> bool {
+    name == AUDIO_TRACK || crate::ladder::height_of(name).is_some()
+}
+
+/// `segment_00042.480p.m4s` → (42, "480p"); `segment_00042.audio.m4s` → (42, "audio").
+pub fn cmaf_segment_index(name: &str) -> Option<(u32, String)> {
+    let (stem, track) = name.strip_suffix(".m4s")?.split_once('.')?;
+    if !is_track(track) {
+        return None;
+    }
+    let index = segment_index(&format!("{stem}.ts"))?;
+    Some((index, track.to_string()))
 }
 
 /// Where the final file `output` is written until it is whole.
@@ -157,6 +205,27 @@ mod tests {
         let job = JobDir::at(dir.path());
         assert_eq!(job.segments_on_disk(), BTreeSet::from([0]));
         assert_eq!(job.rung_segments_on_disk()["54p"], BTreeSet::from([0, 3]));
+    }
+
+    #[test]
+    fn cmaf_names_say_their_track() {
+        assert_eq!(cmaf_segment_name(7, "480p"), "segment_00007.480p.m4s");
+        assert_eq!(cmaf_init_name("audio"), "init.audio.mp4");
+        assert_eq!(
+            cmaf_segment_index("segment_00007.audio.m4s"),
+            Some((7, "audio".to_string()))
+        );
+        assert_eq!(
+            cmaf_segment_index("segment_00007.480p.m4s"),
+            Some((7, "480p".to_string()))
+        );
+        for name in [
+            "segment_00007.ts",
+            "segment_00007.x.m4s",
+            "segment_00007.480p.ts",
+        ] {
+            assert_eq!(cmaf_segment_index(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use common::daemon::{Daemon, Layout};
 use common::Clip;
 
 /// The top rung is the lanczos ×2 of a 96×54 clip: 192×108. 216p is above it: the top plays it.
-const PROFILES: &str =
-    "model = \"lanczos\"\n[profiles]\nsmall = [\"72p:200\", \"54p:100\", \"216p:900\"]\n";
+const PROFILES: &str = "model = \"lanczos\"\nsegment_format = \"ts\"\n[profiles]\n\
+                        small = [\"72p:200\", \"54p:100\", \"216p:900\"]\n";
 
 fn film(layout: &Layout, name: &str, seconds: f64) -> PathBuf {
     Clip {
@@ -293,4 +293,148 @@ fn a_daemon_killed_mid_generation_finishes_it_after_a_restart() {
         assert_eq!(times.len(), 240, "{rung}");
         assert!(times.windows(2).all(|w| w[1] > w[0]), "{rung}");
     }
+}
+
+/// The ladder as CMAF (the default): the upscaled rung repackaged and the lower rungs encoded as
+/// fragmented MP4 video tracks, the sound once in a track of its own; HLS and DASH list the same
+/// files, ffmpeg plays both, and every track's segment N starts where the upscaled one does.
+#[test]
+fn a_cmaf_ladder_plays_through_hls_and_dash_from_the_same_files() {
+    let layout = Layout::new();
+    let source = film(&layout, "Cmaf (2024).mkv", 5.0);
+    let daemon = Daemon::start(
+        &layout.config("model = \"lanczos\"\n[profiles]\nsmall = [\"72p:200\", \"54p:100\"]\n"),
+    );
+    let id = daemon.trigger_path(&source)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    daemon.wait_complete(&id);
+    let first = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        master_entries(&first.body)[0].0,
+        "video.108p.m3u8",
+        "{}",
+        first.body
+    );
+    wait_variants(&daemon, &id, |v| v.len() == 3 && all_complete(v));
+    let shown: Vec<(String, serde_json::Value)> = variants(&daemon, &id)
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_string(), v["kbps"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("108p".to_string(), serde_json::Value::Null),
+            ("72p".to_string(), serde_json::json!(200)),
+            ("54p".to_string(), serde_json::json!(100)),
+        ],
+        "the upscaled rung is repackaged, not encoded at a bitrate"
+    );
+
+    let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+    assert!(
+        master.body.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"main\",DEFAULT=YES,AUTOSELECT=YES,URI=\"audio.m3u8\""
+        ),
+        "{}",
+        master.body
+    );
+    let entries = master_entries(&master.body);
+    let uris: Vec<&str> = entries.iter().map(|(uri, _)| uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["video.108p.m3u8", "video.72p.m3u8", "video.54p.m3u8"]
+    );
+    for (_, attributes) in &entries {
+        assert!(attributes.contains("CODECS=\"avc1.64"), "{attributes}");
+        assert!(attributes.contains(",mp4a.40.2\""), "{attributes}");
+        assert!(attributes.ends_with(",AUDIO=\"audio\""), "{attributes}");
+    }
+    let track = daemon.get(&format!("/hls/{id}/video.72p.m3u8"));
+    assert!(
+        track.body.contains("#EXT-X-MAP:URI=\"init.72p.mp4\""),
+        "{}",
+        track.body
+    );
+
+    let mpd = daemon.get(&format!("/hls/{id}/stream.mpd?profile=small"));
+    assert_eq!(mpd.status, 200, "{}", mpd.body);
+    assert_eq!(mpd.header("content-type"), Some("application/dash+xml"));
+    for representation in ["id=\"108p\"", "id=\"72p\"", "id=\"54p\"", "id=\"audio\""] {
+        assert!(
+            mpd.body.contains(representation),
+            "{representation}: {}",
+            mpd.body
+        );
+    }
+    assert!(mpd
+        .body
+        .contains("media=\"segment_$Number%05d$.$RepresentationID$.m4s\""));
+
+    // ffprobe reads both manifests: every rung and the sound.
+    for manifest in ["master.m3u8?profile=small", "stream.mpd?profile=small"] {
+        let mut command = Command::new("ffprobe");
+        command
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_type,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(format!("{}/hls/{id}/{manifest}", daemon.url));
+        let streams = String::from_utf8(common::run_ok(command)).unwrap();
+        for want in ["video,108", "video,72", "video,54", "audio"] {
+            assert!(
+                streams
+                    .lines()
+                    .any(|l| l.trim().trim_end_matches(',') == want),
+                "{manifest}: {want} in {streams}"
+            );
+        }
+    }
+
+    // Each track plays whole, its timestamps increasing, and starts each segment where the
+    // upscaled MPEG-TS segment of the same moment starts.
+    let dir = layout.hls.join(&id);
+    for rung in ["108p", "72p", "54p"] {
+        let playlist = format!("{}/hls/{id}/video.{rung}.m3u8", daemon.url);
+        let times = common::video_frame_times(Path::new(&playlist));
+        assert_eq!(times.len(), 50, "{rung}");
+        assert!(times.windows(2).all(|w| w[1] > w[0]), "{rung}: {times:?}");
+        let init = std::fs::read(dir.join(format!("init.{rung}.mp4"))).unwrap();
+        for index in 0..5 {
+            let media = std::fs::read(dir.join(format!("segment_{index:05}.{rung}.m4s"))).unwrap();
+            let joined = dir.join(format!(".check-{rung}-{index}.mp4"));
+            std::fs::write(&joined, [init.as_slice(), media.as_slice()].concat()).unwrap();
+            let (pts, keyframe, frames) = video_start(&joined);
+            std::fs::remove_file(&joined).unwrap();
+            let (top_pts, _, top_frames) = video_start(&dir.join(format!("segment_{index:05}.ts")));
+            assert!(
+                (pts - top_pts).abs() < 1e-3,
+                "{rung} #{index}: {pts} vs {top_pts}"
+            );
+            assert!(keyframe, "{rung} #{index}");
+            assert_eq!(frames, top_frames, "{rung} #{index}");
+        }
+    }
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-v", "error", "-i"])
+        .arg(format!("{}/hls/{id}/audio.m3u8", daemon.url))
+        .args(["-f", "null", "-"]);
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        daemon.get(&format!("/hls/{id}/index.72p.m3u8")).status,
+        404,
+        "MPEG-TS rungs are not made when the ladder is CMAF"
+    );
 }

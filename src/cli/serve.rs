@@ -68,6 +68,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let variants = Variants::new(
         Arc::clone(&manager),
         Tools::from_env(),
+        config.segment_format,
         config.profiles.clone(),
         config.default_profile.clone(),
         config.variant_lock_seconds,

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::job_dir::{rung_segment_name, segment_name};
+use crate::job_dir::{cmaf_init_name, cmaf_segment_name, rung_segment_name, segment_name};
 
 /// Length of segment `index` of a film of `count` segments of `segment_seconds`, the last one
 /// holding what is left of `total_seconds`.
@@ -26,13 +26,15 @@ fn header(out: &mut String, segment_seconds: u32, kind: &str, first: u32) {
     );
 }
 
-/// The film's segments in one rung: the top one (`None`) or a lower one by name.
+/// The film's segments in one rung: the top one (`None`) or a lower one by name, as MPEG-TS; or
+/// one CMAF track (`cmaf`: a rung's name or `audio`) with its init segment.
 #[derive(Debug, Clone, Copy)]
 pub struct Film<'a> {
     pub count: u32,
     pub segment_seconds: u32,
     pub total_seconds: f64,
     pub rung: Option<&'a str>,
+    pub cmaf: bool,
 }
 
 impl Film<'_> {
@@ -40,9 +42,10 @@ impl Film<'_> {
         for index in 0..upto {
             let duration =
                 segment_duration(index, self.count, self.segment_seconds, self.total_seconds);
-            let name = match self.rung {
-                Some(rung) => rung_segment_name(index, rung),
-                None => segment_name(index),
+            let name = match (self.rung, self.cmaf) {
+                (Some(track), true) => cmaf_segment_name(index, track),
+                (Some(rung), false) => rung_segment_name(index, rung),
+                (None, _) => segment_name(index),
             };
             let _ = write!(out, "#EXTINF:{duration:.6},\n{name}\n");
         }
@@ -52,6 +55,10 @@ impl Film<'_> {
     pub fn vod(&self) -> String {
         let mut out = String::new();
         header(&mut out, self.segment_seconds, "VOD", 0);
+        if let (Some(track), true) = (self.rung, self.cmaf) {
+            out = out.replace("#EXT-X-VERSION:6", "#EXT-X-VERSION:7");
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", cmaf_init_name(track));
+        }
         self.entries(&mut out, self.count);
         out.push_str("#EXT-X-ENDLIST\n");
         out
@@ -76,6 +83,7 @@ pub fn vod(count: u32, segment_seconds: u32, total_seconds: f64) -> String {
         segment_seconds,
         total_seconds,
         rung: None,
+        cmaf: false,
     }
     .vod()
 }
@@ -87,6 +95,7 @@ pub fn event(ready: u32, count: u32, segment_seconds: u32, total_seconds: f64) -
         segment_seconds,
         total_seconds,
         rung: None,
+        cmaf: false,
     }
     .event(ready)
 }
@@ -105,9 +114,16 @@ pub struct Variant {
     pub frame_rate: Option<f64>,
 }
 
-/// A master playlist of `variants`, best first (RFC 8216 §4.3.4.2).
-pub fn master(variants: &[Variant]) -> String {
+/// A master playlist of `variants`, best first (RFC 8216 §4.3.4.2), with the sound as a
+/// rendition of its own when it is a track apart (`audio`: its playlist's URI).
+pub fn master(variants: &[Variant], audio: Option<&str>) -> String {
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if let Some(uri) = audio {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"main\",DEFAULT=YES,AUTOSELECT=YES,URI=\"{uri}\""
+        );
+    }
     for v in variants {
         let _ = write!(
             out,
@@ -120,6 +136,9 @@ pub fn master(variants: &[Variant]) -> String {
         );
         if let Some(rate) = v.frame_rate {
             let _ = write!(out, ",FRAME-RATE={rate:.3}");
+        }
+        if audio.is_some() {
+            out.push_str(",AUDIO=\"audio\"");
         }
         let _ = write!(out, "\n{}\n", v.uri);
     }
@@ -172,6 +191,7 @@ mod tests {
             segment_seconds: 4,
             total_seconds: 10.0,
             rung: Some("480p"),
+            cmaf: false,
         };
         let playlist = MediaPlaylist::parse(&film.vod()).unwrap();
         let uris: Vec<&str> = playlist.segments.iter().map(|s| s.uri.as_str()).collect();
@@ -186,30 +206,40 @@ mod tests {
         assert!((playlist.total_duration() - 10.0).abs() < 1e-9);
         let growing = MediaPlaylist::parse(&film.event(1)).unwrap();
         assert_eq!((growing.segments.len(), growing.ended), (1, false));
+        let track = Film { cmaf: true, ..film }.vod();
+        assert!(track.contains("#EXT-X-VERSION:7\n"), "{track}");
+        assert!(
+            track.contains("#EXT-X-MAP:URI=\"init.480p.mp4\"\n"),
+            "{track}"
+        );
+        assert!(track.contains("\nsegment_00002.480p.m4s\n"), "{track}");
     }
 
     #[test]
     fn the_master_lists_every_variant_with_what_players_choose_by() {
-        let text = master(&[
-            Variant {
-                uri: "index.m3u8".into(),
-                bandwidth: 5_000_000,
-                average_bandwidth: 4_000_000,
-                width: 1920,
-                height: 1080,
-                codecs: "avc1.640028,mp4a.40.2".into(),
-                frame_rate: Some(23.976),
-            },
-            Variant {
-                uri: "index.480p.m3u8".into(),
-                bandwidth: 1_500_000,
-                average_bandwidth: 1_400_000,
-                width: 854,
-                height: 480,
-                codecs: "avc1.64001e,mp4a.40.2".into(),
-                frame_rate: None,
-            },
-        ]);
+        let text = master(
+            &[
+                Variant {
+                    uri: "index.m3u8".into(),
+                    bandwidth: 5_000_000,
+                    average_bandwidth: 4_000_000,
+                    width: 1920,
+                    height: 1080,
+                    codecs: "avc1.640028,mp4a.40.2".into(),
+                    frame_rate: Some(23.976),
+                },
+                Variant {
+                    uri: "index.480p.m3u8".into(),
+                    bandwidth: 1_500_000,
+                    average_bandwidth: 1_400_000,
+                    width: 854,
+                    height: 480,
+                    codecs: "avc1.64001e,mp4a.40.2".into(),
+                    frame_rate: None,
+                },
+            ],
+            None,
+        );
         assert!(text.starts_with("#EXTM3U\n"), "{text}");
         assert!(text.contains(
             "#EXT-X-STREAM-INF:BANDWIDTH=5000000,AVERAGE-BANDWIDTH=4000000,RESOLUTION=1920x1080,\
@@ -218,6 +248,12 @@ mod tests {
         assert!(
             text.contains("RESOLUTION=854x480,CODECS=\"avc1.64001e,mp4a.40.2\"\nindex.480p.m3u8\n")
         );
+        let with_audio = master(&[], Some("audio.m3u8"));
+        assert!(
+            with_audio.contains("TYPE=AUDIO,GROUP-ID=\"audio\""),
+            "{with_audio}"
+        );
+        assert!(with_audio.contains("URI=\"audio.m3u8\""), "{with_audio}");
     }
 
     #[test]

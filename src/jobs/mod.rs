@@ -117,6 +117,9 @@ pub struct VariantRecord {
     pub name: String,
     pub height: u32,
     pub kbps: u32,
+    /// The upscaled rung repackaged as CMAF (not encoded again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repackaged: bool,
     pub state: VariantState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -18,10 +18,14 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use super::{now_seconds, JobManager, JobState, VariantLock, VariantRecord, VariantState};
-use crate::hls::write::Variant;
+use crate::config::SegmentFormat;
+use crate::job_dir::AUDIO_TRACK;
 use crate::ladder::{self, Rung};
 use crate::media::{process, Tools};
-use crate::pipeline::derive::{derive_segment, RungTarget};
+use crate::pipeline::derive::{derive_cmaf_segment, derive_segment, remux_top_segment, RungTarget};
+
+/// Segments to measure: (path, seconds).
+type Measured = Vec<(PathBuf, f64)>;
 
 /// A rung is offered once this many of its first segments are made (fewer in a shorter film).
 const READY_SEGMENTS: u32 = 2;
@@ -79,18 +83,37 @@ pub enum RungSegment {
     Never,
 }
 
-/// Width, height and codecs of a rung's segments, and their bit rates.
+/// Width, height and codecs of a track's segments (0×0 for sound), and their bit rates.
 #[derive(Debug, Clone, PartialEq)]
-struct Facts {
-    width: u32,
-    height: u32,
-    codecs: String,
-    bandwidth: u64,
-    average_bandwidth: u64,
+pub struct Facts {
+    pub width: u32,
+    pub height: u32,
+    pub codecs: String,
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+}
+
+/// One track of what a job offers a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    /// `480p`, or `audio`.
+    pub name: String,
+    pub facts: Facts,
+}
+
+/// What a job offers a profile: its video rungs, best first, and (as CMAF) its sound alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ladder {
+    pub format: SegmentFormat,
+    pub video: Vec<Track>,
+    pub audio: Option<Track>,
+    pub frame_rate: Option<f64>,
 }
 
 struct RungState {
     rung: Rung,
+    /// The upscaled rung's own segments repackaged as CMAF, not encoded again.
+    remux: bool,
     made: BTreeSet<u32>,
     state: VariantState,
     error: Option<String>,
@@ -100,6 +123,9 @@ struct RungState {
 #[derive(Default)]
 struct JobRungs {
     top: Option<Facts>,
+    /// As CMAF: whether the film has sound (known once a segment was repackaged), and its facts.
+    has_audio: Option<bool>,
+    audio: Option<Facts>,
     /// By height.
     rungs: BTreeMap<u32, RungState>,
     /// Segments a viewer is waiting for: (height, index), made first.
@@ -117,6 +143,7 @@ struct Job {
 pub struct Variants {
     manager: Arc<JobManager>,
     tools: Tools,
+    format: SegmentFormat,
     profiles: BTreeMap<String, Vec<Rung>>,
     default_profile: String,
     lock_seconds: u64,
@@ -127,9 +154,11 @@ pub struct Variants {
 }
 
 impl Variants {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         manager: Arc<JobManager>,
         tools: Tools,
+        format: SegmentFormat,
         profiles: BTreeMap<String, Vec<Rung>>,
         default_profile: String,
         lock_seconds: u64,
@@ -138,6 +167,7 @@ impl Variants {
         Arc::new(Variants {
             manager,
             tools,
+            format,
             profiles,
             default_profile,
             lock_seconds,
@@ -170,14 +200,15 @@ impl Variants {
         resumed
     }
 
-    /// The master playlist's variants for `profile` (the default one when `None`): the top rung
-    /// and every lower rung that is ready, best first. Missing rungs of the profile start being
-    /// made; meanwhile the closest ready rung stands in for each (logged).
+    /// What job `id` offers `profile` (the default one when `None`): the upscaled rung and
+    /// every lower rung that is ready, best first. Missing rungs of the profile start being made;
+    /// meanwhile the closest ready rung stands in for each (logged). As CMAF, `NotReady` until
+    /// the upscaled rung's first segments are repackaged.
     pub fn offer(
         self: &Arc<Self>,
         id: &str,
         profile: Option<&str>,
-    ) -> Result<Vec<Variant>, VariantError> {
+    ) -> Result<Ladder, VariantError> {
         let name = profile
             .filter(|p| !p.is_empty())
             .unwrap_or(&self.default_profile);
@@ -197,23 +228,48 @@ impl Variants {
             .ok_or_else(|| VariantError::NoJob(id.to_string()))?;
         let top = self.top_facts(id, &job)?;
         let plan = ladder::plan(&wanted, top.height);
-        let added = self.add_rungs(id, &job, &plan);
-        if added {
-            self.start(id);
-        }
+        self.add_rungs(id, &job, &plan, top.height);
+        self.start(id);
         let frame_rate = self.manager.record(id).and_then(|r| r.frame_rate);
         let count = self.manager.known_timeline(id).map(|(_, c)| c);
         let ready = self.ready_rungs(id, &job, count);
-        let mut variants = vec![variant("index.m3u8".into(), &top, frame_rate)];
-        let mut heights = vec![top.height];
-        for (height, facts) in ready.iter().rev() {
-            variants.push(variant(
-                format!("index.{}.m3u8", ladder::rung_name(*height)),
-                facts,
-                frame_rate,
-            ));
-            heights.push(*height);
+        let repackaging_failed = {
+            let state = job.state.lock().unwrap();
+            state
+                .rungs
+                .values()
+                .any(|r| r.remux && r.state == VariantState::Error)
+        };
+        // The upscaled rung as CMAF could not be made: it plays as MPEG-TS, alone.
+        let format = if repackaging_failed {
+            SegmentFormat::Ts
+        } else {
+            self.format
+        };
+        let mut video = Vec::new();
+        if format == SegmentFormat::Ts {
+            video.push(Track {
+                name: ladder::rung_name(top.height),
+                facts: top.clone(),
+            });
         }
+        for (height, facts) in ready.iter().rev().filter(|_| format == self.format) {
+            video.push(Track {
+                name: ladder::rung_name(*height),
+                facts: facts.clone(),
+            });
+        }
+        if video.first().is_none_or(|t| t.facts.height != top.height) {
+            return Err(VariantError::NotReady);
+        }
+        let audio = match format {
+            SegmentFormat::Ts => None,
+            SegmentFormat::Fmp4 => job.state.lock().unwrap().audio.clone().map(|facts| Track {
+                name: AUDIO_TRACK.to_string(),
+                facts,
+            }),
+        };
+        let heights: Vec<u32> = video.iter().map(|t| t.facts.height).collect();
         for rung in &plan {
             if heights.contains(&rung.height) {
                 continue;
@@ -229,16 +285,36 @@ impl Variants {
                 );
             }
         }
-        Ok(variants)
+        Ok(Ladder {
+            format,
+            video,
+            audio,
+            frame_rate,
+        })
     }
 
     /// Whether `rung` is one of job `id`'s lower rungs (made, being made or failed).
     pub fn has_rung(&self, id: &str, rung: &str) -> bool {
-        let Some(height) = ladder::height_of(rung) else {
+        let Some(job) = self.job(id) else {
             return false;
         };
-        self.job(id)
-            .is_some_and(|job| job.state.lock().unwrap().rungs.contains_key(&height))
+        let state = job.state.lock().unwrap();
+        if rung == AUDIO_TRACK {
+            return state.has_audio != Some(false) && state.rungs.values().any(|r| r.remux);
+        }
+        ladder::height_of(rung).is_some_and(|height| state.rungs.contains_key(&height))
+    }
+
+    /// The rung a track's segments are made with: the repackaged one for the sound.
+    fn height_of_track(state: &JobRungs, track: &str) -> Option<u32> {
+        if track == AUDIO_TRACK {
+            return state
+                .rungs
+                .values()
+                .find(|r| r.remux)
+                .map(|r| r.rung.height);
+        }
+        ladder::height_of(track)
     }
 
     /// How many of `rung`'s segments are made without a gap from the start.
@@ -254,11 +330,14 @@ impl Variants {
 
     /// Where segment `index` of `rung` stands; when it is not made, it is made next.
     pub fn want_segment(self: &Arc<Self>, id: &str, rung: &str, index: u32) -> RungSegment {
-        let (Some(height), Some(job)) = (ladder::height_of(rung), self.job(id)) else {
+        let Some(job) = self.job(id) else {
             return RungSegment::Never;
         };
         {
             let mut state = job.state.lock().unwrap();
+            let Some(height) = Variants::height_of_track(&state, rung) else {
+                return RungSegment::Never;
+            };
             let Some(r) = state.rungs.get(&height) else {
                 return RungSegment::Never;
             };
@@ -300,7 +379,7 @@ impl Variants {
             .map(|r| VariantView {
                 name: r.rung.name(),
                 height: r.rung.height,
-                kbps: Some(r.rung.kbps),
+                kbps: (!r.remux).then_some(r.rung.kbps),
                 state: state_name(r.state).to_string(),
                 segments: r.made.len(),
                 error: r.error.clone(),
@@ -314,7 +393,11 @@ impl Variants {
             return Some(Arc::clone(job));
         }
         let record = self.manager.record(id)?;
-        let on_disk = self.manager.job_dir(id).rung_segments_on_disk();
+        let dir = self.manager.job_dir(id);
+        let on_disk = match self.format {
+            SegmentFormat::Ts => dir.rung_segments_on_disk(),
+            SegmentFormat::Fmp4 => dir.cmaf_segments_on_disk(),
+        };
         let mut rungs = BTreeMap::new();
         for v in &record.variants {
             rungs.insert(
@@ -324,6 +407,7 @@ impl Variants {
                         height: v.height,
                         kbps: v.kbps,
                     },
+                    remux: v.repackaged,
                     made: on_disk.get(&v.name).cloned().unwrap_or_default(),
                     state: v.state,
                     error: v.error.clone(),
@@ -331,9 +415,11 @@ impl Variants {
                 },
             );
         }
+        let has_audio = on_disk.contains_key(AUDIO_TRACK).then_some(true);
         let job = Arc::new(Job {
             state: Mutex::new(JobRungs {
                 rungs,
+                has_audio,
                 ..JobRungs::default()
             }),
             landed: watch::channel(0).0,
@@ -354,7 +440,10 @@ impl Variants {
             .take(MEASURED_SEGMENTS)
             .map(|&i| (dir.segment(i), self.segment_seconds(id, i)))
             .collect();
-        let facts = measure(&self.tools, &files).ok_or(VariantError::NotReady)?;
+        let first = files.first().map(|(path, _)| path.clone());
+        let facts = first
+            .and_then(|first| measure(&self.tools, &first, &files))
+            .ok_or(VariantError::NotReady)?;
         // Measured on the first segments only once enough of them exist.
         if files.len() >= MEASURED_SEGMENTS.min(self.count(id).unwrap_or(u32::MAX) as usize) {
             job.state.lock().unwrap().top = Some(facts.clone());
@@ -380,20 +469,29 @@ impl Variants {
         self.manager.known_timeline(id).map(|(_, count)| count)
     }
 
-    /// Adds the rungs of `plan` the job does not have yet; true when any was added.
-    fn add_rungs(&self, id: &str, job: &Job, plan: &[Rung]) -> bool {
-        let added: Vec<Rung> = {
+    /// Adds the rungs of `plan` the job does not have yet (as CMAF, the upscaled rung
+    /// repackaged too); true when any was added.
+    fn add_rungs(&self, id: &str, job: &Job, plan: &[Rung], top_height: u32) -> bool {
+        let mut plan: Vec<(Rung, bool)> = plan.iter().map(|r| (*r, false)).collect();
+        if self.format == SegmentFormat::Fmp4 {
+            let top = Rung {
+                height: top_height,
+                kbps: 0,
+            };
+            plan.push((top, true));
+        }
+        let added: Vec<(Rung, bool)> = {
             let mut state = job.state.lock().unwrap();
-            let added: Vec<Rung> = plan
-                .iter()
-                .filter(|rung| !state.rungs.contains_key(&rung.height))
-                .copied()
+            let added: Vec<(Rung, bool)> = plan
+                .into_iter()
+                .filter(|(rung, _)| !state.rungs.contains_key(&rung.height))
                 .collect();
-            for rung in &added {
+            for (rung, remux) in &added {
                 state.rungs.insert(
                     rung.height,
                     RungState {
                         rung: *rung,
+                        remux: *remux,
                         made: BTreeSet::new(),
                         state: VariantState::Pending,
                         error: None,
@@ -407,12 +505,13 @@ impl Variants {
             return false;
         }
         self.manager.update(id, |record| {
-            for rung in &added {
+            for (rung, remux) in &added {
                 if !record.variants.iter().any(|v| v.height == rung.height) {
                     record.variants.push(VariantRecord {
                         name: rung.name(),
                         height: rung.height,
                         kbps: rung.kbps,
+                        repackaged: *remux,
                         state: VariantState::Pending,
                         error: None,
                     });
@@ -422,35 +521,57 @@ impl Variants {
         true
     }
 
-    /// Lower rungs whose first segments are made, by height, with what the master says of them.
+    /// Rungs whose first segments are made, by height, with what a manifest says of them; as
+    /// CMAF, the sound's facts are measured along.
     fn ready_rungs(&self, id: &str, job: &Job, count: Option<u32>) -> Vec<(u32, Facts)> {
         let first = READY_SEGMENTS.min(count.unwrap_or(READY_SEGMENTS));
-        let needing: Vec<(u32, Vec<(PathBuf, f64)>)> = {
+        let dir = self.manager.job_dir(id);
+        let files = |name: &str, made: &BTreeSet<u32>| -> (PathBuf, Vec<(PathBuf, f64)>) {
+            let sized: Vec<(PathBuf, f64)> = made
+                .iter()
+                .take(MEASURED_SEGMENTS)
+                .map(|&i| {
+                    let path = match self.format {
+                        SegmentFormat::Ts => dir.rung_segment(i, name),
+                        SegmentFormat::Fmp4 => dir.cmaf_segment(i, name),
+                    };
+                    (path, self.segment_seconds(id, i))
+                })
+                .collect();
+            let probe = match self.format {
+                SegmentFormat::Ts => sized.first().map(|(p, _)| p.clone()).unwrap_or_default(),
+                SegmentFormat::Fmp4 => dir.cmaf_init(name),
+            };
+            (probe, sized)
+        };
+        let (needing, audio) = {
             let state = job.state.lock().unwrap();
-            state
+            let needing: Vec<(u32, PathBuf, Measured)> = state
                 .rungs
                 .values()
                 .filter(|r| r.state != VariantState::Error && r.facts.is_none())
                 .filter(|r| (0..first).all(|i| r.made.contains(&i)))
                 .map(|r| {
-                    let name = r.rung.name();
-                    let dir = self.manager.job_dir(id);
-                    let files = r
-                        .made
-                        .iter()
-                        .take(MEASURED_SEGMENTS)
-                        .map(|&i| (dir.rung_segment(i, &name), self.segment_seconds(id, i)))
-                        .collect();
-                    (r.rung.height, files)
+                    let (probe, sized) = files(&r.rung.name(), &r.made);
+                    (r.rung.height, probe, sized)
                 })
-                .collect()
+                .collect();
+            let audio = (state.has_audio == Some(true) && state.audio.is_none())
+                .then(|| state.rungs.values().find(|r| r.remux))
+                .flatten()
+                .filter(|r| (0..first).all(|i| r.made.contains(&i)))
+                .map(|r| files(AUDIO_TRACK, &r.made));
+            (needing, audio)
         };
-        for (height, files) in needing {
-            if let Some(facts) = measure(&self.tools, &files) {
+        for (height, probe, sized) in needing {
+            if let Some(facts) = measure(&self.tools, &probe, &sized) {
                 if let Some(r) = job.state.lock().unwrap().rungs.get_mut(&height) {
                     r.facts = Some(facts);
                 }
             }
+        }
+        if let Some((probe, sized)) = audio {
+            job.state.lock().unwrap().audio = measure(&self.tools, &probe, &sized);
         }
         let state = job.state.lock().unwrap();
         state
@@ -581,14 +702,14 @@ impl Variants {
     }
 
     fn make(&self, id: &str, job: &Job, height: u32, index: u32) {
-        let Some((rung, top_width, top_height)) = ({
+        let Some((rung, remux, top_width, top_height)) = ({
             let state = job.state.lock().unwrap();
             let top = state.top.clone();
-            state.rungs.get(&height).map(|r| (r.rung, top))
+            state.rungs.get(&height).map(|r| (r.rung, r.remux, top))
         })
-        .and_then(|(rung, top)| {
+        .and_then(|(rung, remux, top)| {
             let top = top.or_else(|| self.top_facts(id, job).ok())?;
-            Some((rung, top.width, top.height))
+            Some((rung, remux, top.width, top.height))
         }) else {
             return;
         };
@@ -599,15 +720,27 @@ impl Variants {
             height: rung.height,
             kbps: rung.kbps,
         };
+        let attempt_once = || -> Result<Option<bool>, String> {
+            match (self.format, remux) {
+                (SegmentFormat::Fmp4, true) => {
+                    remux_top_segment(&self.tools, &dir, index, &name).map(Some)
+                }
+                (SegmentFormat::Fmp4, false) => {
+                    derive_cmaf_segment(&self.tools, &dir, index, &name, &target).map(|()| None)
+                }
+                (SegmentFormat::Ts, _) => derive_segment(
+                    &self.tools,
+                    &dir.segment(index),
+                    &dir.rung_segment(index, &name),
+                    &target,
+                )
+                .map(|()| None),
+            }
+        };
         let mut attempt = 0;
         let outcome = loop {
-            match derive_segment(
-                &self.tools,
-                &dir.segment(index),
-                &dir.rung_segment(index, &name),
-                &target,
-            ) {
-                Ok(()) => break Ok(()),
+            match attempt_once() {
+                Ok(has_audio) => break Ok(has_audio),
                 Err(error) if attempt < RETRY_DELAYS.len() => {
                     tracing::warn!(job = id, rung = %name, index, "retrying: {error}");
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -623,9 +756,12 @@ impl Variants {
             return;
         };
         match outcome {
-            Ok(()) => {
+            Ok(has_audio) => {
                 r.made.insert(index);
                 self.counters.segments.fetch_add(1, Ordering::Relaxed);
+                if has_audio.is_some() {
+                    state.has_audio = has_audio;
+                }
             }
             Err(error) => {
                 tracing::error!(job = id, rung = %name, "gave up on this rung: {error}");
@@ -723,27 +859,17 @@ fn next_segment(state: &mut JobRungs, top: &BTreeSet<u32>) -> Option<(u32, u32)>
     {
         return Some(urgent);
     }
-    state
-        .rungs
-        .iter()
+    let mut order: Vec<(&u32, &RungState)> = state.rungs.iter().collect();
+    // The repackaged upscaled rung first: every manifest starts with it.
+    order.sort_by_key(|(height, r)| (!r.remux, **height));
+    order
+        .into_iter()
         .filter(|(_, r)| r.state == VariantState::Pending)
         .find_map(|(&height, r)| {
             top.iter()
                 .find(|i| !r.made.contains(i))
                 .map(|&index| (height, index))
         })
-}
-
-fn variant(uri: String, facts: &Facts, frame_rate: Option<f64>) -> Variant {
-    Variant {
-        uri,
-        bandwidth: facts.bandwidth,
-        average_bandwidth: facts.average_bandwidth,
-        width: facts.width,
-        height: facts.height,
-        codecs: facts.codecs.clone(),
-        frame_rate,
-    }
 }
 
 fn state_name(state: VariantState) -> &'static str {
@@ -754,9 +880,11 @@ fn state_name(state: VariantState) -> &'static str {
     }
 }
 
-/// Size, codecs and bit rates of segments `files` (path, seconds); `None` without any.
-fn measure(tools: &Tools, files: &[(PathBuf, f64)]) -> Option<Facts> {
-    let (first, _) = files.first()?;
+/// Size and codecs of the streams in `probe`, and bit rates of segments `files` (path,
+/// seconds); `None` without any.
+fn measure(tools: &Tools, probe: &std::path::Path, files: &[(PathBuf, f64)]) -> Option<Facts> {
+    files.first()?;
+    let first = probe;
     let mut command = std::process::Command::new(&tools.ffprobe);
     command
         .args(["-v", "error", "-show_entries"])
@@ -769,11 +897,16 @@ fn measure(tools: &Tools, files: &[(PathBuf, f64)]) -> Option<Facts> {
     let probed: serde_json::Value =
         serde_json::from_slice(&process::output("ffprobe", command).ok()?).ok()?;
     let streams = probed["streams"].as_array()?;
-    let video = streams.iter().find(|s| s["codec_type"] == "video")?;
-    let mut codecs = vec![avc1(
-        video["profile"].as_str().unwrap_or("High"),
-        video["level"].as_u64().unwrap_or(40),
-    )];
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let mut codecs: Vec<String> = video
+        .map(|video| {
+            avc1(
+                video["profile"].as_str().unwrap_or("High"),
+                video["level"].as_u64().unwrap_or(40),
+            )
+        })
+        .into_iter()
+        .collect();
     if streams
         .iter()
         .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac")
@@ -789,9 +922,13 @@ fn measure(tools: &Tools, files: &[(PathBuf, f64)]) -> Option<Facts> {
         .collect();
     let peak = rates.iter().copied().fold(0.0, f64::max);
     let average = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    if codecs.is_empty() {
+        return None;
+    }
+    let size = |key: &str| video.and_then(|v| v[key].as_u64()).unwrap_or(0) as u32;
     Some(Facts {
-        width: video["width"].as_u64()? as u32,
-        height: video["height"].as_u64()? as u32,
+        width: size("width"),
+        height: size("height"),
         codecs: codecs.join(","),
         bandwidth: peak.ceil() as u64,
         average_bandwidth: average.ceil() as u64,
@@ -841,6 +978,7 @@ mod tests {
     fn rung_state(height: u32, made: &[u32], state: VariantState) -> RungState {
         RungState {
             rung: Rung { height, kbps: 100 },
+            remux: false,
             made: made.iter().copied().collect(),
             state,
             error: None,

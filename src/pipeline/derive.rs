@@ -5,9 +5,14 @@
 //!
 //! The result is written under a dot name beside its final one, read back (as many frames as
 //! the top segment, a keyframe first) and only then renamed: a rung segment that exists is whole.
+//! As CMAF, the video goes alone into its rung's track, and the upscaled rung's own segments are
+//! repackaged (copied, not encoded) into a video track and the audio track.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::cmaf;
+use crate::job_dir::{JobDir, AUDIO_TRACK};
 use crate::media::{check, process, Tools};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,19 +22,35 @@ pub struct RungTarget {
     pub kbps: u32,
 }
 
-/// The ffmpeg arguments that make `out` from `top` (after `ffmpeg_command`'s own).
-pub fn derive_args(top: &Path, out: &Path, rung: &RungTarget) -> Vec<std::ffi::OsString> {
+/// The ffmpeg arguments that make `out` (MPEG-TS, audio copied) from `top` (after
+/// `ffmpeg_command`'s own).
+pub fn derive_args(top: &Path, out: &Path, rung: &RungTarget) -> Vec<OsString> {
+    let mut args = encode_args(top, rung, true);
+    args.extend(["-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts"].map(OsString::from));
+    args.push(out.into());
+    args
+}
+
+/// The same picture as a CMAF video track's fragment (no audio: the audio track has it).
+pub fn derive_cmaf_args(top: &Path, out: &Path, rung: &RungTarget) -> Vec<OsString> {
+    let mut args = encode_args(top, rung, false);
+    args.extend(cmaf::fragmented_output(out));
+    args
+}
+
+fn encode_args(top: &Path, rung: &RungTarget, with_audio: bool) -> Vec<OsString> {
     let kbps = rung.kbps;
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(Into::into));
     push(&["-copyts", "-i"]);
     args.push(top.into());
+    if with_audio {
+        args.extend(["-map", "0:a?", "-c:a", "copy"].map(OsString::from));
+    }
     let mut push = |items: &[String]| args.extend(items.iter().map(Into::into));
     push(&[
         "-map".into(),
         "0:v:0".into(),
-        "-map".into(),
-        "0:a?".into(),
         "-vf".into(),
         format!(
             "scale={}:{}:flags=bicubic,format=yuv420p",
@@ -54,17 +75,119 @@ pub fn derive_args(top: &Path, out: &Path, rung: &RungTarget) -> Vec<std::ffi::O
         "0".into(),
         "-g".into(),
         "100000".into(),
-        "-c:a".into(),
-        "copy".into(),
-        "-muxdelay".into(),
-        "0".into(),
-        "-muxpreload".into(),
-        "0".into(),
-        "-f".into(),
-        "mpegts".into(),
     ]);
-    args.push(out.into());
     args
+}
+
+/// Makes segment `index` of CMAF track `rung` from the upscaled segment of the same moment.
+pub fn derive_cmaf_segment(
+    tools: &Tools,
+    dir: &JobDir,
+    index: u32,
+    rung: &str,
+    target: &RungTarget,
+) -> Result<(), String> {
+    let top = dir.segment(index);
+    let expected = check::read_back(tools, &top)
+        .map_err(|e| format!("{} cannot be read: {e}", file_name(&top)))?;
+    let (video_start, _) = cmaf::stream_starts(tools, &top)?;
+    let out = dir.cmaf_segment(index, rung);
+    let encoded = cmaf::staging(&out).with_extension("mp4");
+    let mut command = tools.ffmpeg_command();
+    command.args(derive_cmaf_args(&top, &encoded, target));
+    let made = process::output("ffmpeg", command)
+        .map_err(|e| e.to_string())
+        .and_then(|_| cmaf::piece(&encoded, video_start));
+    let _ = std::fs::remove_file(&encoded);
+    let piece = made.and_then(|piece| {
+        check_piece(tools, &piece, &out, expected.video_packets)?;
+        Ok(piece)
+    });
+    store_pieces(dir, &[(rung, index, piece)])
+        .map_err(|e| format!("{} came out damaged: {e}", file_name(&out)))
+}
+
+/// Repackages the upscaled segment `index` into the CMAF video track `top_name` and, when it
+/// has sound, the audio track. Returns whether it had sound.
+pub fn remux_top_segment(
+    tools: &Tools,
+    dir: &JobDir,
+    index: u32,
+    top_name: &str,
+) -> Result<bool, String> {
+    let top = dir.segment(index);
+    let expected = check::read_back(tools, &top)
+        .map_err(|e| format!("{} cannot be read: {e}", file_name(&top)))?;
+    let (video_start, audio_start) = cmaf::stream_starts(tools, &top)?;
+    let out = dir.cmaf_segment(index, top_name);
+    let video = cmaf::staging(&out).with_extension("mp4");
+    let audio_out = dir.cmaf_segment(index, AUDIO_TRACK);
+    let audio = audio_start.map(|_| cmaf::staging(&audio_out).with_extension("mp4"));
+    let mut command = tools.ffmpeg_command();
+    command.args(cmaf::remux_args(&top, &video, audio.as_deref()));
+    let ran = process::output("ffmpeg", command).map_err(|e| e.to_string());
+    let pieces = ran.and_then(|_| {
+        let video_piece = cmaf::piece(&video, video_start)?;
+        check_piece(tools, &video_piece, &out, expected.video_packets)?;
+        let audio_piece = match (&audio, audio_start) {
+            (Some(path), Some(start)) => Some(cmaf::piece(path, start)?),
+            _ => None,
+        };
+        Ok((video_piece, audio_piece))
+    });
+    for path in [Some(&video), audio.as_ref()].into_iter().flatten() {
+        let _ = std::fs::remove_file(path);
+    }
+    let (video_piece, audio_piece) =
+        pieces.map_err(|e| format!("{} came out damaged: {e}", file_name(&out)))?;
+    let has_audio = audio_piece.is_some();
+    // The sound first: a video segment on disk means its moment is whole in every track.
+    let mut stored = Vec::new();
+    if let Some(piece) = audio_piece {
+        stored.push((AUDIO_TRACK, index, Ok(piece)));
+    }
+    stored.push((top_name, index, Ok(video_piece)));
+    store_pieces(dir, &stored).map_err(|e| format!("{} came out damaged: {e}", file_name(&out)))?;
+    Ok(has_audio)
+}
+
+/// Played as init + media, the piece has the top segment's frames, a keyframe first.
+fn check_piece(tools: &Tools, piece: &cmaf::Piece, out: &Path, frames: u64) -> Result<(), String> {
+    let joined = cmaf::staging(out).with_extension("check.mp4");
+    let written = std::fs::write(
+        &joined,
+        [piece.init.as_slice(), piece.media.as_slice()].concat(),
+    )
+    .map_err(|e| format!("cannot write it: {e}"));
+    let contents = written.and_then(|()| check::read_back(tools, &joined));
+    let _ = std::fs::remove_file(&joined);
+    let contents = contents?;
+    if contents.video_packets != frames {
+        return Err(format!(
+            "it has {} frames where the upscaled segment has {frames}",
+            contents.video_packets
+        ));
+    }
+    if !contents.starts_with_keyframe {
+        return Err("it does not start with a keyframe".into());
+    }
+    Ok(())
+}
+
+/// Writes each track's init segment (the first time) and media segment, whole or not at all.
+fn store_pieces(
+    dir: &JobDir,
+    pieces: &[(&str, u32, Result<cmaf::Piece, String>)],
+) -> Result<(), String> {
+    for (track, index, piece) in pieces {
+        let piece = piece.as_ref().map_err(Clone::clone)?;
+        let init = dir.cmaf_init(track);
+        if !init.is_file() {
+            cmaf::write_whole(&init, &piece.init)?;
+        }
+        cmaf::write_whole(&dir.cmaf_segment(*index, track), &piece.media)?;
+    }
+    Ok(())
 }
 
 /// Makes `out` from `top`; `Err` says why nothing was kept.
@@ -126,18 +249,33 @@ mod tests {
             .map(|a| a.into_string().unwrap())
             .collect();
         let joined = args.join(" ");
-        assert!(joined.starts_with("-copyts -i /j/a.ts "), "{joined}");
+        assert!(
+            joined.starts_with("-copyts -i /j/a.ts -map 0:a? -c:a copy "),
+            "{joined}"
+        );
         for part in [
             "scale=854:480:flags=bicubic",
             "-b:v 1400k",
             "-maxrate 2100k",
             "-bufsize 2800k",
             "-bf 0 -sc_threshold 0",
-            "-c:a copy",
             "-f mpegts /j/.b",
         ] {
             assert!(joined.contains(part), "{part}: {joined}");
         }
+        let cmaf: Vec<String> = derive_cmaf_args(Path::new("/j/a.ts"), Path::new("/j/.c"), &rung)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let cmaf = cmaf.join(" ");
+        assert!(
+            !cmaf.contains("0:a"),
+            "the video track has no sound: {cmaf}"
+        );
+        assert!(
+            cmaf.ends_with("-movflags +frag_keyframe+empty_moov+default_base_moof -f mp4 /j/.c"),
+            "{cmaf}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Any stage failing stops the others: both ffmpeg children are killed and reaped, the final file
 //! is never left under its final name, and the first error (with ffmpeg's stderr) is returned.
 
+pub mod cmaf;
 mod decode;
 pub mod derive;
 mod encode;

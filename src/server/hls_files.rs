@@ -53,6 +53,10 @@ pub enum FileKind {
     Playlist,
     /// `*.ts` (an MPEG-TS segment; it exists under its final name only when complete)
     Segment,
+    /// `*.m4s` (a CMAF media segment; likewise)
+    CmafSegment,
+    /// `*.mp4` (a CMAF track's init segment, written once)
+    CmafInit,
     /// `*.jpg`, `*.jpeg`
     Jpeg,
     /// `*.png`
@@ -67,6 +71,8 @@ impl FileKind {
         match ext {
             "m3u8" => Some(FileKind::Playlist),
             "ts" => Some(FileKind::Segment),
+            "m4s" => Some(FileKind::CmafSegment),
+            "mp4" => Some(FileKind::CmafInit),
             "jpg" | "jpeg" => Some(FileKind::Jpeg),
             "png" => Some(FileKind::Png),
             _ => None,
@@ -77,6 +83,8 @@ impl FileKind {
         match self {
             FileKind::Playlist => "application/vnd.apple.mpegurl",
             FileKind::Segment => "video/mp2t",
+            FileKind::CmafSegment => "video/iso.segment",
+            FileKind::CmafInit => "video/mp4",
             FileKind::Jpeg => "image/jpeg",
             FileKind::Png => "image/png",
         }
@@ -84,7 +92,9 @@ impl FileKind {
 
     pub fn cache_control(self) -> &'static str {
         match self {
-            FileKind::Segment => "public, max-age=31536000, immutable",
+            FileKind::Segment | FileKind::CmafSegment | FileKind::CmafInit => {
+                "public, max-age=31536000, immutable"
+            }
             FileKind::Playlist | FileKind::Jpeg | FileKind::Png => "no-cache",
         }
     }

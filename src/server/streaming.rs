@@ -26,9 +26,13 @@ use warp::{Filter, Rejection};
 
 use super::hls_files::{self, FileKind};
 use super::AppState;
+use crate::config::SegmentFormat;
+use crate::hls::dash;
 use crate::hls::write;
-use crate::job_dir::{rung_segment_index, segment_index};
-use crate::jobs::variants::{RungSegment, VariantError};
+use crate::job_dir::{
+    cmaf_segment_index, is_track, rung_segment_index, segment_index, AUDIO_TRACK,
+};
+use crate::jobs::variants::{Ladder, RungSegment, VariantError};
 use crate::jobs::{JobState, SegmentState};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -48,13 +52,56 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 #[derive(Debug, PartialEq)]
 enum Asked {
     Master,
-    Playlist { rung: Option<String>, live: bool },
-    Segment { rung: Option<String>, index: u32 },
+    Dash,
+    Playlist {
+        rung: Option<String>,
+        live: bool,
+    },
+    Segment {
+        rung: Option<String>,
+        index: u32,
+    },
+    /// A CMAF track's playlist (`video.480p.m3u8`, `audio.m3u8`).
+    TrackPlaylist {
+        track: String,
+    },
+    TrackSegment {
+        track: String,
+        index: u32,
+    },
+    TrackInit {
+        track: String,
+    },
 }
 
 fn asked(file: &str) -> Option<Asked> {
-    if file == "master.m3u8" {
-        return Some(Asked::Master);
+    match file {
+        "master.m3u8" => return Some(Asked::Master),
+        "stream.mpd" => return Some(Asked::Dash),
+        "audio.m3u8" => {
+            let track = AUDIO_TRACK.to_string();
+            return Some(Asked::TrackPlaylist { track });
+        }
+        _ => {}
+    }
+    if let Some((index, track)) = cmaf_segment_index(file) {
+        return Some(Asked::TrackSegment { track, index });
+    }
+    if let Some(track) = file
+        .strip_prefix("init.")
+        .and_then(|rest| rest.strip_suffix(".mp4"))
+        .filter(|track| is_track(track))
+    {
+        let track = track.to_string();
+        return Some(Asked::TrackInit { track });
+    }
+    if let Some(rung) = file
+        .strip_prefix("video.")
+        .and_then(|rest| rest.strip_suffix(".m3u8"))
+        .filter(|rung| crate::ladder::height_of(rung).is_some())
+    {
+        let track = rung.to_string();
+        return Some(Asked::TrackPlaylist { track });
     }
     if let Some(index) = segment_index(file) {
         return Some(Asked::Segment { rung: None, index });
@@ -100,12 +147,36 @@ async fn handle(
     if let Some(gone) = ended(outcome) {
         return Ok(gone);
     }
+    let cmaf = state.config.segment_format == SegmentFormat::Fmp4;
+    let (wants_cmaf, wants_ts_rung) = match &asked {
+        Asked::Dash
+        | Asked::TrackPlaylist { .. }
+        | Asked::TrackSegment { .. }
+        | Asked::TrackInit { .. } => (true, false),
+        Asked::Playlist { rung: Some(_), .. } | Asked::Segment { rung: Some(_), .. } => {
+            (false, true)
+        }
+        _ => (false, false),
+    };
+    if (wants_cmaf && !cmaf) || (wants_ts_rung && cmaf) {
+        return Ok(hls_files::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!(
+                "this liveup writes its ladder as {} (segment_format)",
+                state.config.segment_format
+            ),
+        ));
+    }
     if let Asked::Playlist {
         rung: Some(rung), ..
     }
     | Asked::Segment {
         rung: Some(rung), ..
-    } = &asked
+    }
+    | Asked::TrackPlaylist { track: rung }
+    | Asked::TrackSegment { track: rung, .. }
+    | Asked::TrackInit { track: rung } = &asked
     {
         // The first question about a job's rungs reads its folder.
         let variants = Arc::clone(&state.variants);
@@ -118,12 +189,24 @@ async fn handle(
         }
     }
     let segment = match &asked {
-        Asked::Segment { index, .. } => Some(*index),
+        Asked::Segment { index, .. } | Asked::TrackSegment { index, .. } => Some(*index),
         _ => None,
     };
     let session = state.manager.viewer_request(&job, &viewer, segment);
     let mut reply = match asked {
-        Asked::Master => master_reply(&state, &job, query.get("profile"), &method).await,
+        Asked::Master => {
+            ladder_reply(&state, &job, query.get("profile"), &method, Manifest::Hls).await
+        }
+        Asked::Dash => {
+            ladder_reply(&state, &job, query.get("profile"), &method, Manifest::Dash).await
+        }
+        Asked::TrackPlaylist { track } => track_playlist_reply(&state, &job, &track, &method).await,
+        Asked::TrackSegment { track, index } => {
+            rung_segment_reply(&state, &job, &file, &track, index, &method, &headers).await
+        }
+        Asked::TrackInit { track } => {
+            init_reply(&state, &job, &file, &track, &method, &headers).await
+        }
         Asked::Segment { rung: None, index } => {
             segment_reply(&state, &job, &file, index, &method, &headers).await
         }
@@ -201,6 +284,7 @@ async fn rung_playlist_reply(
         segment_seconds: state.config.segment_seconds,
         total_seconds: total,
         rung: Some(rung),
+        cmaf: false,
     };
     let text = if live {
         film.event(state.variants.contiguous(job, rung))
@@ -210,25 +294,63 @@ async fn rung_playlist_reply(
     playlist_response(text, method)
 }
 
-async fn master_reply(
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Manifest {
+    Hls,
+    Dash,
+}
+
+/// `master.m3u8` or `stream.mpd`. As CMAF the upscaled rung's first segments are repackaged
+/// first: the answer waits for them (bounded), then 503 + Retry-After.
+async fn ladder_reply(
     state: &Arc<AppState>,
     job: &str,
     profile: Option<&String>,
     method: &Method,
+    manifest: Manifest,
 ) -> Response {
-    if let Err(answer) = timeline(state, job).await {
-        return answer;
-    }
-    let variants = Arc::clone(&state.variants);
-    let (id, profile) = (job.to_string(), profile.cloned());
-    let offered = tokio::task::spawn_blocking(move || variants.offer(&id, profile.as_deref()))
-        .await
-        .unwrap_or(Err(VariantError::NotReady));
+    let (total, _) = match timeline(state, job).await {
+        Ok(known) => known,
+        Err(answer) => return answer,
+    };
+    let deadline = Instant::now() + Duration::from_secs(state.config.segment_wait_seconds);
+    let mut landed = state.variants.events(job);
+    let offered = loop {
+        let variants = Arc::clone(&state.variants);
+        let (id, profile) = (job.to_string(), profile.cloned());
+        let offered = tokio::task::spawn_blocking(move || variants.offer(&id, profile.as_deref()))
+            .await
+            .unwrap_or(Err(VariantError::NotReady));
+        let Err(VariantError::NotReady) = offered else {
+            break offered;
+        };
+        let Some(landed) = landed.as_mut() else {
+            break offered;
+        };
+        // Woken when a rung segment lands; when the upscaled rung's own first segment is what
+        // is missing, its landing is not one: look again every second.
+        let wait = deadline.min(Instant::now() + Duration::from_secs(1));
+        let _ = tokio::time::timeout_at(wait.into(), landed.changed()).await;
+        if Instant::now() >= deadline {
+            break offered;
+        }
+    };
     match offered {
-        Ok(variants) => playlist_response(write::master(&variants), method),
+        Ok(ladder) => match manifest {
+            Manifest::Hls => playlist_response(hls_master(&ladder), method),
+            Manifest::Dash => {
+                let manifest = dash_manifest(&ladder, total, state.config.segment_seconds);
+                let mut response = playlist_response(dash::mpd(&manifest), method);
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/dash+xml"),
+                );
+                response
+            }
+        },
         Err(VariantError::NotReady) => not_ready(
             "not_ready",
-            "the upscaled film has no segment yet; retry shortly",
+            "the upscaled film has no segment ready for this yet; retry shortly",
         ),
         Err(error @ VariantError::NoProfile { .. }) => hls_files::json_error(
             StatusCode::BAD_REQUEST,
@@ -238,6 +360,114 @@ async fn master_reply(
         Err(error @ VariantError::NoJob(_)) => {
             hls_files::json_error(StatusCode::NOT_FOUND, "not_found", &error.to_string())
         }
+    }
+}
+
+/// The master playlist of a ladder: the upscaled rung first. As MPEG-TS each rung carries its
+/// sound; as CMAF the sound is a rendition of its own, counted in every variant's bandwidth.
+fn hls_master(ladder: &Ladder) -> String {
+    let audio = ladder.audio.as_ref();
+    let variants: Vec<write::Variant> = ladder
+        .video
+        .iter()
+        .enumerate()
+        .map(|(i, track)| {
+            let uri = match ladder.format {
+                SegmentFormat::Ts if i == 0 => "index.m3u8".to_string(),
+                SegmentFormat::Ts => format!("index.{}.m3u8", track.name),
+                SegmentFormat::Fmp4 => format!("video.{}.m3u8", track.name),
+            };
+            let facts = &track.facts;
+            write::Variant {
+                uri,
+                bandwidth: facts.bandwidth + audio.map_or(0, |a| a.facts.bandwidth),
+                average_bandwidth: facts.average_bandwidth
+                    + audio.map_or(0, |a| a.facts.average_bandwidth),
+                width: facts.width,
+                height: facts.height,
+                codecs: match audio {
+                    Some(a) => format!("{},{}", facts.codecs, a.facts.codecs),
+                    None => facts.codecs.clone(),
+                },
+                frame_rate: ladder.frame_rate,
+            }
+        })
+        .collect();
+    write::master(&variants, audio.map(|_| "audio.m3u8"))
+}
+
+fn dash_manifest(ladder: &Ladder, total: f64, segment_seconds: u32) -> dash::Manifest {
+    let representation = |track: &crate::jobs::variants::Track| dash::Representation {
+        id: track.name.clone(),
+        bandwidth: track.facts.bandwidth,
+        width: track.facts.width,
+        height: track.facts.height,
+        codecs: track.facts.codecs.clone(),
+    };
+    dash::Manifest {
+        total_seconds: total,
+        segment_seconds,
+        frame_rate: ladder.frame_rate,
+        video: ladder.video.iter().map(representation).collect(),
+        audio: ladder.audio.as_ref().map(representation),
+    }
+}
+
+async fn track_playlist_reply(
+    state: &Arc<AppState>,
+    job: &str,
+    track: &str,
+    method: &Method,
+) -> Response {
+    let (total, count) = match timeline(state, job).await {
+        Ok(known) => known,
+        Err(answer) => return answer,
+    };
+    let film = write::Film {
+        count,
+        segment_seconds: state.config.segment_seconds,
+        total_seconds: total,
+        rung: Some(track),
+        cmaf: true,
+    };
+    playlist_response(film.vod(), method)
+}
+
+/// A track's init segment is written with its first media segment: waited for like one.
+async fn init_reply(
+    state: &Arc<AppState>,
+    job: &str,
+    file: &str,
+    track: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let path = state.config.hls_root.join(job).join(file);
+    let exists = tokio::task::spawn_blocking(move || path.is_file())
+        .await
+        .unwrap_or(false);
+    if !exists {
+        if let Err(answer) = wait_for_rung_segment(state, job, track, 0).await {
+            return answer;
+        }
+    }
+    serve_file(state, job, file, method, headers).await
+}
+
+async fn serve_file(
+    state: &Arc<AppState>,
+    job: &str,
+    file: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let root = &state.config.hls_root;
+    let Some(resolved) = hls_files::resolve(root, job, file) else {
+        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
+    };
+    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
+        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
+        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
     }
 }
 
@@ -294,14 +524,7 @@ async fn rung_segment_reply(
     if let Err(answer) = wait_for_rung_segment(state, job, rung, index).await {
         return answer;
     }
-    let root = &state.config.hls_root;
-    let Some(resolved) = hls_files::resolve(root, job, file) else {
-        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
-    };
-    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
-        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
-        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
-    }
+    serve_file(state, job, file, method, headers).await
 }
 
 /// Asks for segment `index` of `rung` (made next when missing) and waits for it, at most
