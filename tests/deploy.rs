@@ -37,9 +37,11 @@ fn fixture() -> Fixture {
     let job = root.join("job-a");
     std::fs::create_dir_all(job.join("sub")).unwrap();
     let segment: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let files: [(&str, &[u8]); 9] = [
+    let files: [(&str, &[u8]); 11] = [
         ("stream.m3u8", PLAYLIST.as_bytes()),
         ("segment_00000.ts", &segment),
+        ("segment_00000.480p.m4s", &segment),
+        ("init.480p.mp4", b"ftyp moov"),
         ("job.json", b"{\"state\":\"running\",\"SECRET\":1}"),
         ("segment_00001.ts.tmp", b"SECRET-partial segment"),
         ("stream.m3u8.tmp", b"SECRET-partial playlist"),
@@ -224,6 +226,18 @@ fn nginx_serves_hls_root_with_types_caching_and_cors() {
     assert_eq!(header(&playlist, "x-content-type-options"), "nosniff");
     assert_eq!(playlist.body, PLAYLIST);
 
+    // CMAF media and init segments: their types, cached for good, CORS.
+    for (path, kind) in [
+        ("/hls/job-a/segment_00000.480p.m4s", "video/iso.segment"),
+        ("/hls/job-a/init.480p.mp4", "video/mp4"),
+    ] {
+        let reply = nginx.get(path);
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(header(&reply, "content-type"), kind, "{path}");
+        assert_eq!(all(&reply, "cache-control"), [SEGMENT_CACHE], "{path}");
+        assert_hls_cors(&reply, path);
+    }
+
     // A segment: type, cached for good, CORS, the bytes, ranges.
     let segment = nginx.get("/hls/job-a/segment_00000.ts");
     assert_eq!(segment.status, 200, "{segment:?}");
@@ -356,8 +370,8 @@ fn nginx_serves_hls_root_with_types_caching_and_cors() {
     assert!(
         paths
             .iter()
-            .all(|p| p.starts_with("/hls/job-a/segment_00000.ts")),
-        "only the mirror of the segment served reaches liveup: {seen:?}"
+            .all(|p| p.starts_with("/hls/job-a/segment_00000.") || *p == "/hls/job-a/init.480p.mp4"),
+        "only the mirrors of the segments served reach liveup: {seen:?}"
     );
 }
 
@@ -373,6 +387,10 @@ fn nginx_sends_what_is_not_on_disk_and_the_api_to_liveup() {
         "/hls/job-a/index.m3u8",
         "/hls/job-a/segment_00099.ts",
         "/hls/job-zzz/stream.m3u8",
+        "/hls/job-a/master.m3u8?profile=phone",
+        "/hls/job-a/stream.mpd?profile=phone",
+        "/hls/job-a/segment_00099.480p.m4s",
+        "/hls/job-a/init.720p.mp4",
     ] {
         let reply = nginx.get(path);
         assert_eq!(reply.status, 404, "{path}: {reply:?}");

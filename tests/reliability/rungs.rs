@@ -1,6 +1,7 @@
-//! A lower rung that cannot be made (its disk is full): each segment is tried again three times
-//! with back-off, then the rung is marked `error` with the reason, nothing broken is left under a
-//! rung's name, and the master playlist keeps offering the closest rung, which keeps playing.
+//! Rungs that cannot be made (their disk is full): each segment is tried again three times with
+//! back-off, then the rung is marked `error` with the reason, nothing broken is left under a
+//! rung's name, and the master playlist keeps offering what exists (the upscaled MPEG-TS rung,
+//! when even its CMAF repackaging failed), which keeps playing.
 
 use std::time::{Duration, Instant};
 
@@ -30,39 +31,48 @@ fn a_rung_that_cannot_be_made_leaves_the_closest_one_playing() {
     let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=one"));
     assert_eq!(master.status, 200, "{}", master.body);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let rung = loop {
+    // The CMAF ladder: the upscaled rung repackaged (108p), then the 54p rung.
+    let rungs = loop {
         let job = daemon.get(&format!("/api/jobs/{id}")).json();
-        let rung = job["variants"][0].clone();
-        if rung["state"] == "error" {
-            break rung;
+        let rungs = job["variants"].as_array().cloned().unwrap_or_default();
+        if rungs.len() == 2 && rungs.iter().all(|r| r["state"] == "error") {
+            break rungs;
         }
         assert!(Instant::now() < deadline, "{job}\n{}", daemon.log());
         std::thread::sleep(Duration::from_millis(200));
     };
-    let error = rung["error"].as_str().unwrap();
-    assert!(
-        error.contains("segment_00000.54p.ts came out damaged"),
-        "{error}"
-    );
+    for (rung, name) in rungs.iter().zip(["108p", "54p"]) {
+        let error = rung["error"].as_str().unwrap();
+        let damaged = format!(".{name}.m4s came out damaged");
+        assert!(error.contains(&damaged), "{error}");
+    }
     let metrics = daemon.get("/metrics").body;
     assert!(
-        metrics.contains("liveup_variant_retries_total 3\n"),
+        metrics.contains("liveup_variant_retries_total 6\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("liveup_variant_failures_total 1\n"),
+        metrics.contains("liveup_variant_failures_total 2\n"),
         "{metrics}"
     );
 
-    // Nothing of the rung is left, under its name or a staging one.
+    // Nothing half-made is left: no staging file, and every rung segment that got its name
+    // plays whole after its init segment.
     let job_dir = layout.hls.join(&id);
-    let rung_files: Vec<String> = std::fs::read_dir(&job_dir)
+    let names: Vec<String> = std::fs::read_dir(&job_dir)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().into_string().unwrap())
-        .filter(|n| n.contains(".54p."))
         .collect();
-    assert!(rung_files.is_empty(), "{rung_files:?}");
+    assert!(!names.iter().any(|n| n.contains(".partial")), "{names:?}");
+    for name in names.iter().filter(|n| n.ends_with(".m4s")) {
+        let track = name.split('.').nth(1).unwrap();
+        let init = std::fs::read(job_dir.join(format!("init.{track}.mp4"))).unwrap();
+        let media = std::fs::read(job_dir.join(name)).unwrap();
+        let joined = disk_free_copy(&layout, name, &[init, media].concat());
+        let errors = crate::common::decode_errors(&joined);
+        assert!(errors.is_empty(), "{name}: {errors}");
+    }
     // The upscaled rung still plays: the master offers it alone, its segments are served, and
     // the failed rung's segments are a plain 404 (hls.js moves to another rung on it).
     let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=one"));
@@ -83,4 +93,11 @@ fn a_rung_that_cannot_be_made_leaves_the_closest_one_playing() {
             .status,
         404
     );
+}
+
+/// Writes `bytes` where there is room (the test's own folder, not the full disk).
+fn disk_free_copy(layout: &Layout, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = layout.dir.path().join(format!("{name}.mp4"));
+    std::fs::write(&path, bytes).unwrap();
+    path
 }
