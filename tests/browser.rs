@@ -25,7 +25,7 @@ const ORIGINAL: (u32, u32) = (96, 54);
 /// The default model doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
 const NODE_LIMIT: Duration = Duration::from_secs(240);
-const TESTS: [&str; 17] = [
+const TESTS: [&str; 18] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
@@ -41,6 +41,7 @@ const TESTS: [&str; 17] = [
     "a_native_hls_transcode_is_left_alone",
     "seeking_from_jellyfins_osd_lands_on_the_films_time",
     "hls_js_switches_rungs_with_no_stall_and_no_jump",
+    "dash_js_plays_the_cmaf_ladder",
     "the_films_end_reaches_jellyfin_once",
     "same_origin_under_a_path_of_jellyfins_site",
 ];
@@ -80,6 +81,7 @@ fn prerequisites(plugin: &Path) -> PathBuf {
         "playwright-core/package.json",
         "hls.js/dist/hls.min.js",
         "jellyfin-web-hls.js/dist/hls.min.js",
+        "dashjs/dist/dash.all.min.js",
     ] {
         assert!(
             plugin.join("node_modules").join(package).is_file(),

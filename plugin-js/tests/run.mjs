@@ -234,6 +234,25 @@ const jellyfin = createServer((request, response) => {
       reports: url.searchParams.get('reports') !== 'none', prefix: url.searchParams.get('prefix') || '',
     }));
   }
+  // A DASH player page: dash.js (from npm) on a plain <video>, for the CMAF ladder's stream.mpd.
+  if (url.pathname === '/dash.html') {
+    response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    return response.end(`<!doctype html><html><head><meta charset="utf-8"><title>DASH</title>
+<script src="/web/dash.all.min.js"></script></head><body style="margin:0;background:#000">
+<video id="dash" muted playsinline style="width:640px;height:360px"></video>
+<script>
+  window.__dashErrors = [];
+  const player = dashjs.MediaPlayer().create();
+  player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+  player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.__dashErrors.push(JSON.stringify(e.error || e)));
+  player.initialize(document.getElementById('dash'), ${JSON.stringify(url.searchParams.get('mpd'))}, true);
+  window.__dash = player;
+</script></body></html>`);
+  }
+  if (url.pathname === '/web/dash.all.min.js') {
+    response.writeHead(200, { 'Content-Type': 'text/javascript' });
+    return createReadStream(new URL('../node_modules/dashjs/dist/dash.all.min.js', import.meta.url)).pipe(response);
+  }
   if (url.pathname === '/web/hls.js') {
     response.writeHead(200, { 'Content-Type': 'text/javascript' });
     return createReadStream(JELLYFIN_HLS_JS).pipe(response);
@@ -410,8 +429,9 @@ test('broken_stream_falls_back_to_the_original', async (tab) => {
 }, {
   start: 1,
   config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 },
-  // Every upscaled segment arrives corrupt: hls.js cannot parse it, a fatal error.
-  prepare: (tab) => tab.route('**/hls/**/*.ts', (route) =>
+  // Every upscaled segment (CMAF or MPEG-TS) arrives corrupt: hls.js cannot parse it, a fatal
+  // error.
+  prepare: (tab) => tab.route(/\/hls\/[^/]+\/segment_\d+\.[^/?]*(m4s|ts)(\?|$)/, (route) =>
     route.fulfill({ status: 200, contentType: 'video/mp2t', body: Buffer.alloc(188 * 40, 0x47) })),
 });
 
@@ -432,7 +452,7 @@ test('missing_segments_fall_back_after_start_timeout', async (tab) => {
   start: 1,
   config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400, startTimeout: 3000 },
   // No segment ever comes (404 is not retried by hls.js, and not fatal with one level either).
-  prepare: (tab) => tab.route('**/hls/**/*.ts', (route) => route.fulfill({ status: 404, body: 'gone' })),
+  prepare: (tab) => tab.route(/\/hls\/[^/]+\/segment_\d+\.[^/?]*(m4s|ts)(\?|$)/, (route) => route.fulfill({ status: 404, body: 'gone' })),
 });
 
 test('gives_up_after_max_retries_without_coverage', async (tab) => {
@@ -647,13 +667,13 @@ test('hls_js_switches_rungs_with_no_stall_and_no_jump', async (tab) => {
     window.__samples = [];
     window.__sampler = setInterval(() => window.__samples.push({ t: v.currentTime, h: v.videoHeight, at: performance.now(), paused: v.paused }), 100);
   });
-  // Bandwidth first: hls.js's own choice on a link just fast enough for the lowest rung.
+  // Bandwidth first: hls.js's own choice on a link too slow for the upscaled rung.
   const top = levels.find((l) => l.height === WIDTHS.upscaledHeight).bitrate;
   const bottom = Math.min(...levels.map((l) => l.bitrate));
   expect(bottom < top * 0.75, 'the rungs cost about what the upscaled one does', levels);
   const cdp = tab.__cdp;
   await cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 20, downloadThroughput: (bottom * 1.15) / 8, uploadThroughput: -1,
+    offline: false, latency: 20, downloadThroughput: (top + bottom) / 2 / 8, uploadThroughput: -1,
   });
   const abr = () => tab.evaluate(() => {
     const hls = window.liveup.hls;
@@ -673,7 +693,8 @@ test('hls_js_switches_rungs_with_no_stall_and_no_jump', async (tab) => {
     }, { height, how });
     return waitFor(`the picture at ${height} lines`, 8000, async () => (await player(tab)).videoHeight === height);
   };
-  await toHeight(54, 'now');
+  await toHeight(54, 'next');
+  await toHeight(72, 'now');
   await toHeight(WIDTHS.upscaledHeight, 'next');
   const samples = await tab.evaluate(() => { clearInterval(window.__sampler); return window.__samples; });
   let stall = 0;
@@ -704,8 +725,44 @@ test('hls_js_switches_rungs_with_no_stall_and_no_jump', async (tab) => {
     await fetch(`${LIVEUP}/hls/${liveJob.job_id}/master.m3u8?profile=small`);
     await waitFor('the rungs of "small"', 90000, async () => {
       const job = await (await fetch(`${LIVEUP}/api/jobs/${liveJob.job_id}`)).json();
-      return job.variants && job.variants.length === 2 && job.variants.every((v) => v.state === 'complete');
+      return job.variants && job.variants.length === 3 && job.variants.every((v) => v.state === 'complete');
     });
+  },
+});
+
+// The same CMAF files through DASH: dash.js (4.7, from npm) plays stream.mpd, moves to the
+// lowest rung when told, and the film's time keeps going.
+test('dash_js_plays_the_cmaf_ladder', async (tab) => {
+  const dash = () => tab.evaluate(() => {
+    const v = document.getElementById('dash');
+    return { t: v.currentTime, h: v.videoHeight, paused: v.paused, errors: window.__dashErrors,
+      qualities: window.__dash.getBitrateInfoListFor('video').map((q) => q.height) };
+  });
+  const playing = await waitFor('dash.js to play', 20000, async () => { const d = await dash(); return d.t > 1 ? d : null; });
+  expect(JSON.stringify([...playing.qualities].sort((a, b) => b - a)) === JSON.stringify([WIDTHS.upscaledHeight, 72, 54]),
+    'dash.js does not see the three rungs', playing);
+  await tab.evaluate(() => {
+    window.__dash.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+    const lowest = window.__dash.getBitrateInfoListFor('video').reduce((a, b) => (a.height <= b.height ? a : b));
+    window.__dash.setQualityFor('video', lowest.qualityIndex, true);
+  });
+  const low = await waitFor('the lowest rung', 15000, async () => { const d = await dash(); return d.h === 54 ? d : null; });
+  expect(low.t >= playing.t, 'the film time went back', { playing, low });
+  await sleep(1000);
+  const after = await dash();
+  expect(after.t > low.t + 0.5 && !after.paused, 'playback stopped after the switch', { low, after });
+  expect(after.errors.length === 0, 'dash.js reported errors', after.errors);
+  const segments = tab.__requests.filter((u) => /\/segment_\d{5}\.\d+p\.m4s$/.test(u));
+  expect(segments.length > 0, 'no CMAF segment was fetched', tab.__requests);
+  return { qualities: playing.qualities, lowAt: low.t, segments: segments.length };
+}, {
+  url: async () => {
+    await fetch(`${LIVEUP}/hls/${liveJob.job_id}/master.m3u8?profile=small`);
+    await waitFor('the rungs of "small"', 90000, async () => {
+      const job = await (await fetch(`${LIVEUP}/api/jobs/${liveJob.job_id}`)).json();
+      return job.variants && job.variants.length === 3 && job.variants.every((v) => v.state === 'complete');
+    });
+    return `${JELLYFIN}/dash.html?mpd=${encodeURIComponent(`${LIVEUP}/hls/${liveJob.job_id}/stream.mpd?profile=small`)}`;
   },
 });
 
@@ -733,7 +790,7 @@ test('same_origin_under_a_path_of_jellyfins_site', async (tab) => {
   const origin = await tab.evaluate(() => location.origin);
   const elsewhere = tab.__requests.filter((url) => !url.startsWith(origin) && !url.startsWith('blob:') && !url.startsWith('data:'));
   expect(elsewhere.length === 0, 'requests left Jellyfin\'s origin', elsewhere);
-  const through = { playlists: proxied.filter((p) => p.endsWith('.m3u8')).length, segments: proxied.filter((p) => p.endsWith('.ts')).length,
+  const through = { playlists: proxied.filter((p) => p.endsWith('.m3u8')).length, segments: proxied.filter((p) => /\.(ts|m4s)$/.test(p)).length,
     module: proxied.some((p) => p.endsWith('/plugin/hls.mjs')) };
   expect(through.playlists > 0 && through.segments > 0 && through.module, 'liveup was not reached through the path', through);
   await expectAdvancing(tab, 1);
@@ -757,6 +814,8 @@ for (const { name, body, config, prepare, item, url, start, method, native, repo
       tab = await browser.newPage();
       tab.on('console', (message) => consoleLog.push(`[${name}] [${message.type()}] ${message.text()} ${message.type() === 'error' ? message.location().url : ''}`));
       tab.__jobId = liveJob.job_id;
+      tab.__requests = [];
+      tab.on('request', (request) => tab.__requests.push(request.url()));
       await tab.goto(await url());
     } else {
       tab = await browser.newPage();
