@@ -43,7 +43,8 @@ pub const VIDEO_EXTENSIONS: &[&str] = &[
 ];
 
 /// The suffix of liveup's own final files; they must never be queued again.
-const OWN_OUTPUT_SUFFIX: &str = ".upscaled.ts";
+/// liveup's own final files: the daemon's MP4, `liveup upscale`'s MPEG-TS.
+const OWN_OUTPUT_SUFFIXES: [&str; 2] = [".upscaled.mp4", ".upscaled.ts"];
 
 /// How often tracked files are checked: `settle / 4`, within these bounds.
 const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
@@ -86,7 +87,7 @@ pub fn is_video_candidate(path: &Path) -> bool {
     if name.starts_with('.') || name.ends_with('~') {
         return false;
     }
-    if name.contains(".partial.") || name.ends_with(OWN_OUTPUT_SUFFIX) {
+    if name.contains(".partial.") || OWN_OUTPUT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
         return false;
     }
     // `.part`, `.partial`, `.tmp`, `.crdownload`, `.!qb`, `.aria2`, … end in no video extension.
@@ -627,6 +628,8 @@ mod tests {
             ("film.mkv~", false),
             ("film.upscaled.ts", false),
             ("film.UPSCALED.TS", false),
+            ("film.upscaled.mp4", false),
+            ("film.upscaled.mp4.partial", false),
             ("film.upscaled.ts.partial", false),
             ("film.nfo", false),
             ("film.srt", false),

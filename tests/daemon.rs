@@ -105,11 +105,16 @@ fn every_webhook_form_reaches_one_job_that_streams_and_completes() {
     assert_eq!(daemon.get(&format!("/hls/{id}/job.json")).status, 404);
     assert_eq!(daemon.get("/hls/../../etc/passwd").status, 404);
 
-    let output = layout.output.join("Big Film (2020).upscaled.ts");
+    let output = layout.output.join("Big Film (2020).upscaled.mp4");
     assert_eq!(job["output"], output.to_str().unwrap());
     let out = facts(&output);
     assert_eq!((out.width, out.frames), (192, 20));
     assert!((out.video_seconds - 2.0).abs() <= 0.1);
+    assert!(out.has_audio);
+    // An MP4 with its index first: a player starts it without reading to the end.
+    let boxes = top_level_boxes(&std::fs::read(&output).unwrap());
+    let at = |kind: &str| boxes.iter().position(|b| b == kind);
+    assert!(at("moov").unwrap() < at("mdat").unwrap(), "{boxes:?}");
 
     let health = daemon.get("/health").json();
     assert_eq!(health["status"], "healthy");
@@ -554,4 +559,21 @@ fn jellyfins_paths_are_mapped_to_liveups_folders() {
         br#"{"path":"/elsewhere/Mapped (2021).mkv"}"#,
     );
     assert_eq!(unmapped.status, 403, "{}", unmapped.body);
+}
+
+/// The kinds of an MP4 file's top-level boxes, in order.
+fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        kinds.push(String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned());
+        let size = match size {
+            1 => u64::from_be_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize,
+            0 => bytes.len() - at,
+            size => size,
+        };
+        at += size.max(8);
+    }
+    kinds
 }

@@ -361,7 +361,13 @@ fn a_run_stopped_midway_resumes_from_its_last_segment_and_assembles_a_continuous
     .unwrap();
     assert_eq!(summary.frames, u64::from(50 - resume_at * 10));
     assert_eq!(segments_on_disk(&run.hls_dir), (0..5).collect::<Vec<_>>());
-    pipeline::assemble_final(&liveup::job_dir::JobDir::at(&run.hls_dir), 5, &run.output).unwrap();
+    pipeline::assemble_final(
+        &common::tools(),
+        &liveup::job_dir::JobDir::at(&run.hls_dir),
+        5,
+        &run.output,
+    )
+    .unwrap();
     assert_continuous(&run.output, 50, 5.0);
 }
 
@@ -408,6 +414,12 @@ fn a_jump_ahead_then_filling_the_hole_gives_every_segment_once_and_continuous_ti
     assert_eq!(segments_on_disk(&run.hls_dir), (0..5).collect::<Vec<_>>());
     let earlier = common::video_frame_times(&run.hls_dir.join("segment_00002.ts"));
     assert!((earlier.last().unwrap() - 2.9).abs() < 0.002, "{earlier:?}");
-    pipeline::assemble_final(&liveup::job_dir::JobDir::at(&run.hls_dir), 5, &run.output).unwrap();
+    pipeline::assemble_final(
+        &common::tools(),
+        &liveup::job_dir::JobDir::at(&run.hls_dir),
+        5,
+        &run.output,
+    )
+    .unwrap();
     assert_continuous(&run.output, 50, 5.0);
 }

@@ -307,7 +307,7 @@ impl JobManager {
         Ok(Submitted { job, created })
     }
 
-    /// `<output_root>/<name>.upscaled.ts`, or with the job id added when another source already
+    /// `<output_root>/<name>.upscaled.mp4`, or with the job id added when another source already
     /// claimed that name.
     fn output_path(&self, state: &State, source: &Path, id: &str) -> PathBuf {
         let stem = source
@@ -317,7 +317,7 @@ impl JobManager {
         let plain = self
             .settings
             .output_root
-            .join(format!("{stem}.upscaled.ts"));
+            .join(format!("{stem}.upscaled.mp4"));
         let taken = state
             .jobs
             .values()
@@ -325,7 +325,7 @@ impl JobManager {
         if taken {
             self.settings
                 .output_root
-                .join(format!("{stem}.{}.upscaled.ts", &id[id.len() - 8..]))
+                .join(format!("{stem}.{}.upscaled.mp4", &id[id.len() - 8..]))
         } else {
             plain
         }

@@ -173,7 +173,7 @@ impl JobManager {
             &self.settings.output_root,
             bytes + self.settings.min_free_bytes,
         )?;
-        pipeline::assemble_final(&dir, count, &record.output)
+        pipeline::assemble_final(&self.tools, &dir, count, &record.output)
     }
 
     fn jump_pending(&self, id: &str) -> bool {

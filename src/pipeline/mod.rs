@@ -540,21 +540,68 @@ fn prepare_hls_dir(spec: &PipelineSpec) -> Result<(), PipelineError> {
 }
 
 /// Writes the final file from segments `0..count` of `hls_dir`, as `<output>.partial` renamed
-/// when whole. MPEG-TS segments with continuous timestamps concatenate into one valid stream.
-pub fn assemble_final(dir: &JobDir, count: u32, output: &Path) -> Result<(), PipelineError> {
+/// when whole. MPEG-TS segments with continuous timestamps concatenate into one valid stream;
+/// an `.mp4` output is that stream copied into MP4 with its index (`moov`) at the front, so a
+/// player (Jellyfin's web client included) starts it at once.
+pub fn assemble_final(
+    tools: &Tools,
+    dir: &JobDir,
+    count: u32,
+    output: &Path,
+) -> Result<(), PipelineError> {
     let output = absolute_output(output)?;
     let partial = partial_path(&output);
-    let result = (|| {
-        let mut file = std::fs::File::create(&partial)?;
-        for index in 0..count {
-            let mut segment = std::fs::File::open(dir.segment(index))?;
-            std::io::copy(&mut segment, &mut file)?;
-        }
-        file.sync_all()?;
+    let mp4 = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mp4"));
+    let result = if mp4 {
+        assemble_mp4(tools, dir, count, &partial)
+    } else {
+        concatenate(dir, count, &partial)
+            .map_err(|e| PipelineError::Io(format!("assembling {}", output.display()), e))
+    };
+    let renamed = result.and_then(|()| {
         std::fs::rename(&partial, &output)
-    })();
-    result.map_err(|e| {
+            .map_err(|e| PipelineError::Io(format!("naming {}", output.display()), e))
+    });
+    if renamed.is_err() {
         let _ = std::fs::remove_file(&partial);
-        PipelineError::Io(format!("assembling {}", output.display()), e)
-    })
+    }
+    renamed
+}
+
+fn concatenate(dir: &JobDir, count: u32, into: &Path) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(into)?;
+    for index in 0..count {
+        let mut segment = std::fs::File::open(dir.segment(index))?;
+        std::io::copy(&mut segment, &mut file)?;
+    }
+    file.sync_all()
+}
+
+fn assemble_mp4(tools: &Tools, dir: &JobDir, count: u32, into: &Path) -> Result<(), PipelineError> {
+    let mut command = tools.ffmpeg_command();
+    command
+        .args(["-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy"])
+        .args(["-movflags", "+faststart", "-f", "mp4"])
+        .arg(into);
+    let mut spawned = Process::spawn("ffmpeg", command, true, false)?;
+    let mut stdin = spawned.stdin.take().expect("ffmpeg's stdin is piped");
+    let fed = (0..count).try_for_each(|index| {
+        let mut segment = std::fs::File::open(dir.segment(index))?;
+        std::io::copy(&mut segment, &mut stdin).map(drop)
+    });
+    drop(stdin);
+    if let Err(e) = fed {
+        spawned.process.kill();
+        let _ = spawned.process.wait();
+        return Err(PipelineError::Io(
+            "feeding the segments to ffmpeg".into(),
+            e,
+        ));
+    }
+    spawned.process.wait()?;
+    std::fs::File::open(into)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| PipelineError::Io(format!("writing {}", into.display()), e))
 }

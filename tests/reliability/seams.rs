@@ -64,12 +64,21 @@ pub fn assert_segments_in_sync(hls_dir: &Path, count: u32, frame_seconds: f64) {
     }
 }
 
+/// The final file both ways: the segments concatenated (MPEG-TS) and copied into an MP4.
 fn assemble_and_check(hls_dir: &Path, count: u32, out: &Path) {
-    pipeline::assemble_final(&liveup::job_dir::JobDir::at(hls_dir), count, out).unwrap();
-    let errors = decode_errors(out);
-    assert!(errors.is_empty(), "the final file decodes with: {errors}");
-    assert_strictly_increasing(out, "v");
-    assert_strictly_increasing(out, "a");
+    let dir = liveup::job_dir::JobDir::at(hls_dir);
+    let as_mp4 = out.with_extension("mp4");
+    for out in [out, as_mp4.as_path()] {
+        pipeline::assemble_final(&common::tools(), &dir, count, out).unwrap();
+        let errors = decode_errors(out);
+        assert!(
+            errors.is_empty(),
+            "{} decodes with: {errors}",
+            out.display()
+        );
+        assert_strictly_increasing(out, "v");
+        assert_strictly_increasing(out, "a");
+    }
     assert_segments_in_sync(hls_dir, count, 0.1);
 }
 
