@@ -423,3 +423,60 @@ fn a_jump_ahead_then_filling_the_hole_gives_every_segment_once_and_continuous_ti
     .unwrap();
     assert_continuous(&run.output, 50, 5.0);
 }
+
+#[test]
+fn video_that_starts_after_the_audio_gains_no_frame_and_no_segment() {
+    // Matroska with AAC: the video starts 23 ms after the audio (the AAC encoder's priming),
+    // over half a frame at 24 fps. The encoder once delayed the frames by that much, and its
+    // constant-rate sync filled the gap with a copy of the first frame: one frame more than
+    // encoded, alone in a segment past the end, and the run failed as "damaged".
+    let run = Run::new();
+    let source = Clip {
+        rate: 24,
+        seconds: 4.0,
+        ..Clip::default()
+    }
+    .make(&run.dir.path().join("film.mkv"));
+    let probed = liveup::media::probe(&common::tools(), &source).unwrap();
+    assert!(
+        probed.video_delay_seconds * 24.0 > 0.5,
+        "the source must start its video over half a frame late: {probed:?}"
+    );
+    let summary = run.upscale(&source, "lanczos", 2).unwrap();
+    assert_eq!(summary.frames, 96);
+    assert_eq!(segments_on_disk(&run.hls_dir), vec![0, 1]);
+    for index in 0..2 {
+        let name = liveup::job_dir::segment_name(index);
+        let times = common::video_frame_times(&run.hls_dir.join(&name));
+        assert_eq!(times.len(), 48, "{name}: {times:?}");
+        assert!(
+            (times[0] - 2.0 * f64::from(index)).abs() < 0.002,
+            "{name}: {times:?}"
+        );
+    }
+    let out = facts(&run.output);
+    assert_eq!(out.frames, 96);
+    assert!((out.video_seconds - 4.0).abs() < 0.002, "{out:?}");
+    assert!(out.has_audio);
+
+    // A run resumed at segment 1 makes the same segment.
+    std::fs::remove_file(run.hls_dir.join("segment_00001.ts")).unwrap();
+    let mut resumed = run.spec(&source, 2);
+    resumed.output = None;
+    resumed.start_segment = 1;
+    resumed.playlist_name = "resumed.m3u8".into();
+    let mut upscaler = upscale::build("lanczos", &common::cpu()).unwrap();
+    let summary = pipeline::run(
+        &common::tools(),
+        &resumed,
+        upscaler.as_mut(),
+        &Progress::default(),
+        &Control::default(),
+    )
+    .unwrap();
+    assert_eq!(summary.frames, 48);
+    assert_eq!(segments_on_disk(&run.hls_dir), vec![0, 1]);
+    let times = common::video_frame_times(&run.hls_dir.join("segment_00001.ts"));
+    assert_eq!(times.len(), 48, "{times:?}");
+    assert!((times[0] - 2.0).abs() < 0.002, "{times:?}");
+}

@@ -438,3 +438,59 @@ fn a_cmaf_ladder_plays_through_hls_and_dash_from_the_same_files() {
         "MPEG-TS rungs are not made when the ladder is CMAF"
     );
 }
+
+/// A viewer on a lower rung seeks far ahead of the upscaler: the rung's segment there is asked
+/// for, the upscaler restarts at that point (as for the upscaled rung), and the rung's segment is
+/// made from the new upscaled one as soon as it lands, starting at its place in the film.
+#[test]
+fn a_far_seek_on_a_lower_rung_restarts_the_upscaler_there() {
+    let layout = Layout::new();
+    let source = film(&layout, "Seek Ladder (2021).mkv", 16.0);
+    // The default model: slow enough here that the seek lands ahead of it.
+    let daemon = Daemon::start(
+        &layout.config("jit_restart_seconds = 4\n[profiles]\nsmall = [\"54p:100\"]\n"),
+    );
+    let id = daemon.trigger_path(&source)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+    assert!(
+        master.status == 200 || master.status == 503,
+        "{}",
+        master.body
+    );
+    let path = format!("/hls/{id}/segment_00012.54p.m4s");
+    let started = Instant::now();
+    let reply = loop {
+        let reply = daemon.get(&path);
+        if reply.status != 503 {
+            break reply;
+        }
+        assert_eq!(reply.header("retry-after"), Some("2"));
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        metric(&daemon, "liveup_restarts_total") >= 1,
+        "the upscaler was not moved"
+    );
+    let job = daemon.get(&format!("/api/jobs/{id}")).json();
+    assert_ne!(
+        job["state"], "complete",
+        "the seek did not land ahead of the upscaler"
+    );
+    let dir = layout.hls.join(&id);
+    let init = std::fs::read(dir.join("init.54p.mp4")).unwrap();
+    let joined = layout.dir.path().join("seek-check.mp4");
+    std::fs::write(&joined, [init, reply.bytes.clone()].concat()).unwrap();
+    let (pts, keyframe, frames) = video_start(&joined);
+    assert!((pts - 12.0).abs() < 1e-3, "starts at {pts}");
+    assert!(keyframe);
+    assert_eq!(frames, 10);
+}

@@ -96,9 +96,6 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let start_seconds = f64::from(plan.start_segment * plan.segment_seconds);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    if plan.video_delay_seconds > 0.0005 {
-        push(&["-itsoffset", &format!("{:.6}", plan.video_delay_seconds)]);
-    }
     push(&["-f", "rawvideo", "-pix_fmt", "rgb24"]);
     push(&[
         "-s",
@@ -109,7 +106,15 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
         "pipe:0",
     ]);
     if let Some(source) = plan.audio_source {
-        args.extend(seek(start_seconds, plan.seconds()));
+        // The decoded frames are rebased to zero, and stay on the frame grid from zero that the
+        // segments are cut on: the audio is cut where the video starts in the source instead.
+        // (Delaying the frames, e.g. with -itsoffset, cannot work: the tee muxer makes ffmpeg
+        // sync video at a constant rate, which fills a delay of half a frame or more with
+        // copies of the first frame, so the encoder would write more frames than it was given.)
+        args.extend(seek(
+            start_seconds + plan.video_delay_seconds,
+            plan.seconds(),
+        ));
         args.push("-i".into());
         args.push(source.into());
     }
@@ -253,9 +258,11 @@ mod tests {
         assert!(args.contains("pad=ceil(iw/2)*2:ceil(ih/2)*2"), "{args}");
         assert!(args.contains("-map 1:a:0 -c:a aac"), "{args}");
         assert!(args.contains("expr:gte(t,n_forced*6)"), "{args}");
+        assert!(args.starts_with("-f rawvideo"), "{args}");
+        assert!(!args.contains("-itsoffset"), "{args}");
         assert!(
-            args.starts_with("-itsoffset 0.042000 -f rawvideo"),
-            "{args}"
+            args.contains("-ss 0.042000 -i /m/a.mkv"),
+            "the audio starts where the video does: {args}"
         );
     }
 

@@ -30,8 +30,8 @@ pub struct MediaInfo {
     pub variable_frame_rate: bool,
     pub duration_seconds: f64,
     /// How long after the file's first packet the video starts (encoder delay, usually a frame
-    /// or two). Decoded frames are rebased to zero, so the encoder delays them by this much to
-    /// keep the audio in sync.
+    /// or two). Decoded frames are rebased to zero, so the encoder cuts this much off the start
+    /// of the audio to keep it in sync.
     pub video_delay_seconds: f64,
     pub audio_codec: Option<String>,
 }
