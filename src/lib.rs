@@ -12,12 +12,14 @@
 //! - [`ladder`]: rendition ladders per kind of client; [`jobs::variants`] makes the lower rungs
 //!   from the upscaled one.
 //! - [`disk`]: free space where jobs write, so a nearly full disk pauses work.
+//! - [`doctor`]: what this machine has for liveup, and whether the configured device works.
 //! - [`cli`]: the subcommands of the `liveup` binary.
 
 pub mod base_url;
 pub mod cli;
 pub mod config;
 pub mod disk;
+pub mod doctor;
 pub mod hls;
 pub mod jellyfin;
 pub mod job_dir;

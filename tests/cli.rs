@@ -139,3 +139,79 @@ fn the_lanczos_model_needs_no_onnx_runtime() {
     let out = facts(&output);
     assert_eq!((out.width, out.height, out.frames), (192, 108, 10));
 }
+
+/// `liveup doctor` on this machine (no NVIDIA GPU): every prerequisite with ✓ or ✗ and a fix for
+/// each ✗; exit 0 for the CPU, non-zero when the configuration asks for a GPU it cannot have,
+/// and the same checks as JSON.
+#[test]
+fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |device: &str| {
+        let path = dir.path().join(format!("{device}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "hls_root = {:?}\noutput_root = {:?}\ndevice = \"{device}\"\n",
+                dir.path().join("hls"),
+                dir.path().join("out")
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |config: &std::path::Path, extra: &[&str]| {
+        liveup()
+            .arg("doctor")
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let cpu = run(&config("cpu"), &[]);
+    let text = String::from_utf8_lossy(&cpu.stdout);
+    assert!(
+        cpu.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    for line in [
+        "✓ ffmpeg: 5.",
+        "✓ encoder libx264: in this ffmpeg",
+        "✓ ONNX Runtime: 1.31.1; execution providers: CPU",
+        "✓ model: realesr-animevideov3-x2 at ",
+        "✓ hls_root: ",
+        "✓ device: cpu runs realesr-animevideov3-x2 on CPU",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let gpu_here = !text.contains("✗ NVIDIA driver");
+    for line in text.lines().filter(|l| l.starts_with('✗')) {
+        let next = text.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
+        assert!(next.starts_with("    fix: "), "{line} has no fix");
+    }
+
+    let cuda = run(&config("cuda"), &[]);
+    let text = String::from_utf8_lossy(&cuda.stdout);
+    if !gpu_here {
+        assert!(!cuda.status.success(), "{text}");
+        assert!(
+            text.contains("✗ device: cuda:0 cannot run realesr-animevideov3-x2"),
+            "{text}"
+        );
+        assert!(
+            String::from_utf8_lossy(&cuda.stderr).contains("cannot run as configured"),
+            "{}",
+            String::from_utf8_lossy(&cuda.stderr)
+        );
+    }
+
+    let json = run(&config("cpu"), &["--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let device = checks.iter().find(|c| c["name"] == "device").unwrap();
+    assert_eq!(device["ok"], true);
+    assert_eq!(device["required"], true);
+    assert!(checks.iter().any(|c| c["name"] == "cuDNN"));
+}

@@ -126,6 +126,12 @@ fn every_webhook_form_reaches_one_job_that_streams_and_completes() {
             || health["ffmpeg_version"].as_str().unwrap().starts_with('7')
     );
     assert_eq!(health["streaming_enabled"], true);
+    // What `liveup doctor` says, taken at start.
+    let checks = health["checks"].as_array().unwrap();
+    let check = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap().clone();
+    assert_eq!(check("device")["ok"], true);
+    assert_eq!(check("ffmpeg")["ok"], true);
+    assert!(check("NVIDIA driver")["detail"].is_string());
 
     let metrics = daemon.get("/metrics");
     assert!(metrics

@@ -2,6 +2,7 @@
 
 mod audit;
 mod cleanup;
+mod doctor;
 mod job_folder;
 mod monitor;
 mod serve;
@@ -39,6 +40,19 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Say whether this machine streams live: time an output file, or benchmark the models.
     Audit(AuditArgs),
+    /// Check every prerequisite (ffmpeg, ONNX Runtime, GPU, CUDA libraries, models, folders)
+    /// and whether the configured device works; exits non-zero when it cannot.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The configuration file `serve` reads (each key can also be set as LIVEUP_<KEY>).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Monitor(args) => monitor::run(args),
         Command::Cleanup(args) => cleanup::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 

@@ -31,6 +31,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let engine = config.engine_options();
     // Load the model once now, so a missing library, model or device stops start-up.
     let device = upscale::build(&config.model, &engine)?.device();
+    let doctor = crate::doctor::examine(&config, &tools, Some(Ok(device.clone())));
+    for check in &doctor.checks {
+        match (&check.fix, check.ok) {
+            (_, true) => tracing::info!("✓ {}: {}", check.name, check.detail),
+            (Some(fix), false) => tracing::warn!("✗ {}: {} (fix: {fix})", check.name, check.detail),
+            (None, false) => tracing::warn!("✗ {}: {}", check.name, check.detail),
+        }
+    }
     let jellyfin = match (&config.jellyfin_url, &config.jellyfin_api_key) {
         (Some(url), Some(key)) => Some(Arc::new(JellyfinClient::new(url, key)?)),
         _ => None,
@@ -85,6 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         jellyfin,
         http: Default::default(),
         device,
+        doctor,
         ffmpeg_version,
         onnxruntime_version: runtime::version(),
         bound_url: Default::default(),

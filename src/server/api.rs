@@ -227,6 +227,7 @@ pub async fn health(state: Arc<AppState>) -> Result<warp::reply::Response, Rejec
         "onnxruntime_version": state.onnxruntime_version,
         "model": state.config.model,
         "streaming_enabled": true,
+        "checks": state.doctor.checks,
         "jobs_running": state.manager.state_counts().iter()
             .find(|(s, _)| *s == JobState::Running).map_or(0, |(_, n)| *n),
     }))

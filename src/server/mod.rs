@@ -30,6 +30,8 @@ pub struct AppState {
     pub http: metrics::HttpCounters,
     /// What runs the model ("CPU", "CUDA:0", "ffmpeg"), found at start-up.
     pub device: String,
+    /// What `liveup doctor` says of this machine, taken at start.
+    pub doctor: crate::doctor::Report,
     pub ffmpeg_version: String,
     pub onnxruntime_version: Option<String>,
     /// `public_url` once the port is known, when the configured one was derived from a bind

@@ -55,6 +55,49 @@ pub fn cuda_device_count() -> Result<u32, String> {
         .ok_or_else(|| "the NVIDIA driver reports no CUDA device".to_string())
 }
 
+/// One GPU as the driver describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuDevice {
+    pub ordinal: u32,
+    pub name: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpus {
+    /// The CUDA version the driver supports, e.g. "12.8".
+    pub driver: String,
+    pub devices: Vec<GpuDevice>,
+}
+
+/// The driver's CUDA version and every GPU with its free memory, or why there is none.
+pub fn describe() -> Result<Gpus, String> {
+    let count = cuda_device_count()?;
+    let mut version: std::ffi::c_int = 0;
+    // SAFETY: libcuda is present and initialised (cuda_device_count checked both).
+    unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) };
+    let mut devices = Vec::new();
+    for ordinal in 0..count {
+        let context = cudarc::driver::CudaContext::new(ordinal as usize)
+            .map_err(|e| format!("cuda:{ordinal} does not start: {e:?}"))?;
+        let name = context.name().unwrap_or_else(|_| "unnamed GPU".into());
+        let (free, total) = context
+            .mem_get_info()
+            .map_err(|e| format!("cuda:{ordinal}: memory unknown: {e:?}"))?;
+        devices.push(GpuDevice {
+            ordinal,
+            name,
+            free_bytes: free as u64,
+            total_bytes: total as u64,
+        });
+    }
+    Ok(Gpus {
+        driver: format!("{}.{}", version / 1000, (version % 1000) / 10),
+        devices,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +116,10 @@ mod tests {
     fn detection_answers_without_panicking_on_machines_without_cuda() {
         match cuda_device_count() {
             Ok(n) => assert!(n > 0),
+            Err(why) => assert!(!why.is_empty()),
+        }
+        match describe() {
+            Ok(gpus) => assert!(!gpus.devices.is_empty()),
             Err(why) => assert!(!why.is_empty()),
         }
     }

@@ -60,6 +60,23 @@ fn load(configured: Option<&Path>) -> Result<Environment, String> {
     Ok(environment)
 }
 
+/// The execution providers the loaded library was built with (CPU always; CUDA and TensorRT
+/// in the GPU build), by liveup's names.
+pub fn providers() -> Vec<&'static str> {
+    use ort::ep::ExecutionProvider;
+    let mut found = Vec::new();
+    if ort::ep::CPU::is_available().unwrap_or(false) {
+        found.push("CPU");
+    }
+    if ort::ep::CUDA::is_available().unwrap_or(false) {
+        found.push("CUDA");
+    }
+    if ort::ep::TensorRT::is_available().unwrap_or(false) {
+        found.push("TensorRT");
+    }
+    found
+}
+
 /// The loaded library's version, e.g. "1.31.1", read from its versioned file name (what
 /// `libonnxruntime.so` links to); `None` before it is loaded.
 pub fn version() -> Option<String> {
