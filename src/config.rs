@@ -102,6 +102,9 @@ pub struct Config {
     /// shared by HLS and DASH) or `ts` (MPEG-TS, HLS only).
     #[serde(with = "via_string")]
     pub segment_format: SegmentFormat,
+    /// The upscaled rung's video encoder: `auto` (NVENC when the network runs on an NVIDIA GPU
+    /// and ffmpeg has it, else libx264), `libx264`, `h264_nvenc` or `hevc_nvenc`.
+    pub encoder: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +166,7 @@ impl Config {
             default_profile: String::new(),
             variant_lock_seconds: 600,
             segment_format: SegmentFormat::Fmp4,
+            encoder: "auto".to_string(),
         }
     }
 
@@ -295,6 +299,13 @@ impl Config {
                     self.default_profile,
                     known.join(", ")
                 ),
+            ));
+        }
+        let encoders = crate::pipeline::ENCODERS;
+        if self.encoder != "auto" && !encoders.contains(&self.encoder.as_str()) {
+            return Err(invalid(
+                "encoder",
+                format!("{:?}: use auto, {}", self.encoder, encoders.join(", ")),
             ));
         }
         if self.variant_lock_seconds < 10 {
@@ -1028,7 +1039,8 @@ mod tests {
              cleanup_interval_seconds = 3600\nmin_free_space_mb = 256\n\
              path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n\
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
-             profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n",
+             profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
+             encoder = \"hevc_nvenc\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1053,6 +1065,7 @@ mod tests {
         assert_eq!(config.default_profile, "phone");
         assert_eq!(config.variant_lock_seconds, 60);
         assert_eq!(config.segment_format, SegmentFormat::Ts);
+        assert_eq!(config.encoder, "hevc_nvenc");
         assert_eq!(
             config.profiles["phone"],
             vec![
@@ -1094,6 +1107,7 @@ mod tests {
                 "segment_format",
                 "\"fmp4\" or \"ts\"",
             ),
+            ("encoder = \"x265\"\n", "encoder", "use auto, libx264"),
         ] {
             let message = from_file(&dir, text).unwrap_err().to_string();
             assert!(message.contains(key), "{text}: {message}");

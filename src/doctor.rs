@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::media::{process, Tools};
+use crate::pipeline::EncoderSettings;
 use crate::upscale::{self, gpu, models, runtime, ModelKind};
 
 /// One prerequisite.
@@ -135,6 +136,7 @@ pub fn examine(config: &Config, tools: &Tools, device: Option<Result<String, Str
             .map(|u| u.device())
             .map_err(|e| e.to_string())
     });
+    let verdict = device.clone();
     checks.push(
         match device {
             Ok(found) => Check::good(
@@ -149,7 +151,49 @@ pub fn examine(config: &Config, tools: &Tools, device: Option<Result<String, Str
         }
         .required(),
     );
-    Report { checks }
+    let mut report = Report { checks };
+    if let Ok(found) = verdict {
+        let check = match encoder(config, &found, &report) {
+            Ok(chosen) => Check::good(
+                "encoder",
+                format!(
+                    "{} → {}{}",
+                    config.encoder,
+                    chosen.codec,
+                    chosen
+                        .hwaccel
+                        .map(|h| format!(", decoding with -hwaccel {h}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            Err(error) => Check::bad(
+                "encoder",
+                error,
+                "set `encoder = \"auto\"`, or fix what is marked ✗ above",
+            ),
+        };
+        report.checks.push(check.required());
+    }
+    report
+}
+
+/// The encoder `config.encoder` comes to with the network on `device`, from what `report`
+/// found in ffmpeg and of the GPU.
+pub fn encoder(config: &Config, device: &str, report: &Report) -> Result<EncoderSettings, String> {
+    let found = |name: &str| report.checks.iter().any(|c| c.name == name && c.ok);
+    let gpu = report
+        .checks
+        .iter()
+        .find(|c| c.name == "NVIDIA driver")
+        .filter(|c| !c.ok)
+        .map_or(Ok(()), |c| Err(c.detail.clone()));
+    EncoderSettings::choose(
+        &config.encoder,
+        device,
+        |codec| found(&format!("encoder {codec}")),
+        found("hwaccel cuda"),
+        gpu,
+    )
 }
 
 fn ffmpeg_checks(tools: &Tools) -> Vec<Check> {

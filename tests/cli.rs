@@ -183,6 +183,7 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
         "✓ model: realesr-animevideov3-x2 at ",
         "✓ hls_root: ",
         "✓ device: cpu runs realesr-animevideov3-x2 on CPU",
+        "✓ encoder: auto → libx264",
     ] {
         assert!(text.contains(line), "{line}: {text}");
     }
@@ -204,6 +205,20 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
             String::from_utf8_lossy(&cuda.stderr).contains("cannot run as configured"),
             "{}",
             String::from_utf8_lossy(&cuda.stderr)
+        );
+    }
+
+    // NVENC named on a machine without an NVIDIA GPU: refused, saying why.
+    if !gpu_here {
+        let path = dir.path().join("nvenc.toml");
+        let text = std::fs::read_to_string(config("cpu")).unwrap() + "encoder = \"h264_nvenc\"\n";
+        std::fs::write(&path, text).unwrap();
+        let nvenc = run(&path, &[]);
+        let text = String::from_utf8_lossy(&nvenc.stdout);
+        assert!(!nvenc.status.success(), "{text}");
+        assert!(
+            text.contains("✗ encoder: encoder h264_nvenc needs an NVIDIA GPU: no NVIDIA driver"),
+            "{text}"
         );
     }
 

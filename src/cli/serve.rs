@@ -32,6 +32,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Load the model once now, so a missing library, model or device stops start-up.
     let device = upscale::build(&config.model, &engine)?.device();
     let doctor = crate::doctor::examine(&config, &tools, Some(Ok(device.clone())));
+    let encoder = crate::doctor::encoder(&config, &device, &doctor).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        encoder = %encoder.codec,
+        hwaccel = encoder.hwaccel.as_deref().unwrap_or("none"),
+        "encoder chosen ({} asked)",
+        config.encoder
+    );
     for check in &doctor.checks {
         match (&check.fix, check.ok) {
             (_, true) => tracing::info!("✓ {}: {}", check.name, check.detail),
@@ -58,6 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             throttle_ahead_seconds: config.throttle_ahead_seconds as f64,
             session_timeout: std::time::Duration::from_secs(config.session_timeout_seconds),
             min_free_bytes: config.min_free_space_mb * crate::disk::MIB,
+            encoder,
         },
         tools,
     );

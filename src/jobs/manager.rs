@@ -64,6 +64,7 @@ pub struct ManagerSettings {
     pub session_timeout: Duration,
     /// No run starts, and a running one pauses, while less than this is free where jobs write.
     pub min_free_bytes: u64,
+    pub encoder: EncoderSettings,
 }
 
 pub struct Submitted {
@@ -221,9 +222,7 @@ impl JobManager {
             .map_or(0, |d| d.as_secs() as i64);
         let settings = format!(
             "model={};segment={};codec={}",
-            self.settings.model,
-            self.settings.segment_seconds,
-            EncoderSettings::default().codec
+            self.settings.model, self.settings.segment_seconds, self.settings.encoder.codec
         );
         let id = id::job_id(source, metadata.len(), mtime, &settings);
         // A job met for the first time starts from what its folder holds: listed only then.

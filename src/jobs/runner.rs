@@ -11,7 +11,7 @@ use super::manager::{JobError, JobManager};
 use super::{now_seconds, JobRecord, JobState};
 use crate::disk;
 use crate::job_dir::{partial_path, JobDir, RUN_PLAYLIST};
-use crate::pipeline::{self, EncoderSettings, PipelineError, PipelineSpec, Progress};
+use crate::pipeline::{self, PipelineError, PipelineSpec, Progress};
 use crate::upscale;
 
 impl JobManager {
@@ -126,7 +126,7 @@ impl JobManager {
                 start_segment: run.start,
                 end_segment: run.end,
                 playlist_name: RUN_PLAYLIST.to_string(),
-                encoder: EncoderSettings::default(),
+                encoder: self.settings.encoder.clone(),
                 min_free_bytes: self.settings.min_free_bytes,
             };
             let result = pipeline::run(&self.tools, &spec, upscaler.as_mut(), &progress, &control);

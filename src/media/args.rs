@@ -10,14 +10,20 @@ pub const PLAYLIST_NAME: &str = "stream.m3u8";
 pub const SEGMENT_PATTERN: &str = "segment_%05d.ts";
 const AUDIO_BITRATE: &str = "192k";
 
-/// Source → raw rgb24 frames on stdout, from `start_seconds` on, for `seconds` (or to the end).
+/// Source → raw rgb24 frames on stdout, from `start_seconds` on, for `seconds` (or to the end);
+/// `hwaccel` decodes on the GPU (`cuda`: NVDEC; ffmpeg falls back to the CPU for a codec the
+/// GPU lacks) and hands the frames back to system memory.
 pub fn decode(
     input: &Path,
     info: &MediaInfo,
     (start_seconds, seconds): (f64, Option<f64>),
     video_filter: Option<&str>,
+    hwaccel: Option<&str>,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = seek(start_seconds, seconds);
+    if let Some(hwaccel) = hwaccel {
+        args.extend(["-hwaccel".into(), hwaccel.into()]);
+    }
     args.extend(["-i".into(), input.into()]);
     args.extend(
         [
@@ -123,25 +129,17 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
     if plan.width % 2 == 1 || plan.height % 2 == 1 {
         push(&["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]);
     }
-    push(&[
-        "-c:v",
-        plan.video_codec,
-        "-preset",
-        plan.preset,
-        "-crf",
-        &plan.crf.to_string(),
-        "-pix_fmt",
-        "yuv420p",
-        "-force_key_frames",
-        &format!("expr:gte(t,n_forced*{})", plan.segment_seconds),
-        "-sc_threshold",
-        "0",
-        // No B-frames: with them the first frames decode before they show, the muxer shifts a
-        // run that starts at 0 to keep decode times positive, and a run resumed later would not
-        // share that shift, so its segments would not line up with the earlier ones.
-        "-bf",
-        "0",
-    ]);
+    args.extend(
+        video_encoder(
+            plan.video_codec,
+            plan.preset,
+            plan.crf,
+            plan.segment_seconds,
+        )
+        .into_iter()
+        .map(OsString::from),
+    );
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     if let Some(threads) = plan.threads {
         push(&["-threads", &threads.to_string()]);
     }
@@ -161,6 +159,38 @@ pub fn encode(plan: &EncodePlan) -> Vec<OsString> {
     push(&["-f", "tee"]);
     args.push(tee_outputs(plan));
     args
+}
+
+/// The video encoder and its options. Every encoder keeps the same rules: a keyframe (an IDR)
+/// at each segment boundary and none elsewhere, and no B-frames (with them the first frames
+/// decode before they show, the muxer shifts a run that starts at 0 to keep decode times
+/// positive, and a run resumed later would not share that shift, so its segments would not line
+/// up with the earlier ones). `quality` is x264's CRF, or NVENC's constant quality (`-cq`).
+pub fn video_encoder(codec: &str, preset: &str, quality: u32, segment_seconds: u32) -> Vec<String> {
+    let keyframes = format!("expr:gte(t,n_forced*{segment_seconds})");
+    let quality = quality.to_string();
+    let mut args: Vec<&str> = vec!["-c:v", codec, "-preset", preset];
+    if is_nvenc(codec) {
+        args.extend(["-tune", "hq", "-rc", "vbr", "-cq", &quality, "-b:v", "0"]);
+        args.extend(["-pix_fmt", "yuv420p", "-force_key_frames", &keyframes]);
+        // A forced keyframe is an IDR, and NVENC adds none at scene cuts.
+        args.extend(["-forced-idr", "1", "-no-scenecut", "1", "-bf", "0"]);
+    } else {
+        args.extend([
+            "-crf",
+            &quality,
+            "-pix_fmt",
+            "yuv420p",
+            "-force_key_frames",
+            &keyframes,
+        ]);
+        args.extend(["-sc_threshold", "0", "-bf", "0"]);
+    }
+    args.into_iter().map(String::from).collect()
+}
+
+pub fn is_nvenc(codec: &str) -> bool {
+    codec.ends_with("_nvenc")
 }
 
 fn tee_outputs(plan: &EncodePlan) -> OsString {
@@ -224,12 +254,57 @@ mod tests {
     }
 
     #[test]
+    fn every_encoder_keeps_the_keyframe_and_segment_rules() {
+        let x264 = video_encoder("libx264", "veryfast", 18, 6).join(" ");
+        assert_eq!(
+            x264,
+            "-c:v libx264 -preset veryfast -crf 18 -pix_fmt yuv420p \
+             -force_key_frames expr:gte(t,n_forced*6) -sc_threshold 0 -bf 0"
+        );
+        for codec in ["h264_nvenc", "hevc_nvenc"] {
+            let nvenc = video_encoder(codec, "p5", 19, 4).join(" ");
+            assert_eq!(
+                nvenc,
+                format!(
+                    "-c:v {codec} -preset p5 -tune hq -rc vbr -cq 19 -b:v 0 -pix_fmt yuv420p \
+                     -force_key_frames expr:gte(t,n_forced*4) -forced-idr 1 -no-scenecut 1 -bf 0"
+                )
+            );
+        }
+        assert!(is_nvenc("hevc_nvenc") && !is_nvenc("libx264"));
+    }
+
+    #[test]
+    fn nvdec_decoding_is_asked_before_the_input() {
+        let gpu = joined(&decode(
+            Path::new("/m/a.mkv"),
+            &info(false),
+            (12.0, None),
+            None,
+            Some("cuda"),
+        ));
+        assert!(
+            gpu.starts_with("-ss 12.000000 -hwaccel cuda -i /m/a.mkv "),
+            "{gpu}"
+        );
+        let cpu = joined(&decode(
+            Path::new("/m/a.mkv"),
+            &info(false),
+            (0.0, None),
+            None,
+            None,
+        ));
+        assert!(!cpu.contains("hwaccel"), "{cpu}");
+    }
+
+    #[test]
     fn every_source_is_decoded_at_its_constant_average_rate() {
         for variable in [false, true] {
             let args = joined(&decode(
                 Path::new("/m/a.mkv"),
                 &info(variable),
                 (0.0, None),
+                None,
                 None,
             ));
             assert!(args.contains("-fps_mode cfr -r 25/1"), "{args}");
@@ -301,6 +376,7 @@ mod tests {
             Path::new("/m/a.mkv"),
             &info(false),
             (6.0, Some(4.0)),
+            None,
             None,
         ));
         assert!(

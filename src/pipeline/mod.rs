@@ -100,16 +100,68 @@ pub struct PipelineSpec {
 pub struct EncoderSettings {
     pub codec: String,
     pub preset: String,
+    /// x264's CRF, or NVENC's constant quality.
     pub crf: u32,
+    /// Decode the source on the GPU too (`cuda`) when the frames are encoded there.
+    pub hwaccel: Option<String>,
 }
 
 impl Default for EncoderSettings {
     fn default() -> EncoderSettings {
+        EncoderSettings::for_codec("libx264")
+    }
+}
+
+/// The encoders `encoder` may name besides `auto`.
+pub const ENCODERS: [&str; 3] = ["libx264", "h264_nvenc", "hevc_nvenc"];
+
+impl EncoderSettings {
+    pub fn for_codec(codec: &str) -> EncoderSettings {
+        let nvenc = args::is_nvenc(codec);
         EncoderSettings {
-            codec: "libx264".into(),
-            preset: "veryfast".into(),
-            crf: 18,
+            codec: codec.to_string(),
+            preset: if nvenc { "p5" } else { "veryfast" }.into(),
+            crf: if nvenc { 19 } else { 18 },
+            hwaccel: nvenc.then(|| "cuda".to_string()),
         }
+    }
+
+    /// The encoder for `configured` (`auto` or one of [`ENCODERS`]): `auto` takes NVENC when
+    /// the network runs on a GPU (`device` "CUDA:0", …) and this ffmpeg has `h264_nvenc`, and
+    /// decodes with `-hwaccel cuda` then when it has that too; else libx264. A named NVENC this
+    /// ffmpeg lacks, or with no NVIDIA GPU (`gpu`: why there is none), is an error.
+    pub fn choose(
+        configured: &str,
+        device: &str,
+        has_encoder: impl Fn(&str) -> bool,
+        has_cuda_hwaccel: bool,
+        gpu: Result<(), String>,
+    ) -> Result<EncoderSettings, String> {
+        let on_gpu = device.starts_with("CUDA") || device.starts_with("TensorRT");
+        let codec = match configured {
+            "auto" if on_gpu && has_encoder("h264_nvenc") => "h264_nvenc",
+            "auto" => "libx264",
+            named if ENCODERS.contains(&named) => named,
+            other => {
+                return Err(format!(
+                    "unknown encoder {other:?}: use auto, {}",
+                    ENCODERS.join(", ")
+                ))
+            }
+        };
+        if !has_encoder(codec) {
+            return Err(format!(
+                "encoder {codec} is not in this ffmpeg (liveup doctor lists what it has)"
+            ));
+        }
+        if args::is_nvenc(codec) {
+            gpu.map_err(|why| format!("encoder {codec} needs an NVIDIA GPU: {why}"))?;
+        }
+        let mut settings = EncoderSettings::for_codec(codec);
+        if !(on_gpu && has_cuda_hwaccel) {
+            settings.hwaccel = None;
+        }
+        Ok(settings)
     }
 }
 
@@ -259,6 +311,7 @@ pub fn run(
         &info,
         (start_seconds, run_seconds),
         filter.as_deref(),
+        spec.encoder.hwaccel.as_deref(),
     ));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
 
@@ -604,4 +657,66 @@ fn assemble_mp4(tools: &Tools, dir: &JobDir, count: u32, into: &Path) -> Result<
     std::fs::File::open(into)
         .and_then(|f| f.sync_all())
         .map_err(|e| PipelineError::Io(format!("writing {}", into.display()), e))
+}
+
+#[cfg(test)]
+mod encoder_tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_nvenc_only_with_the_network_on_a_gpu_and_nvenc_in_ffmpeg() {
+        let all = |_: &str| true;
+        let only_x264 = |codec: &str| codec == "libx264";
+        let no_gpu = || Err("no NVIDIA driver".to_string());
+        let gpu = EncoderSettings::choose("auto", "CUDA:0", all, true, Ok(())).unwrap();
+        assert_eq!(
+            (gpu.codec.as_str(), gpu.hwaccel.as_deref()),
+            ("h264_nvenc", Some("cuda"))
+        );
+        assert_eq!(gpu.preset, "p5");
+        let no_nvdec = EncoderSettings::choose("auto", "CUDA:1", all, false, Ok(())).unwrap();
+        assert_eq!(
+            (no_nvdec.codec.as_str(), no_nvdec.hwaccel),
+            ("h264_nvenc", None)
+        );
+        let cpu = EncoderSettings::choose("auto", "CPU", all, true, no_gpu()).unwrap();
+        assert_eq!((cpu.codec.as_str(), cpu.hwaccel), ("libx264", None));
+        let plain_ffmpeg =
+            EncoderSettings::choose("auto", "CUDA:0", only_x264, true, Ok(())).unwrap();
+        assert_eq!(plain_ffmpeg.codec, "libx264");
+        let hevc = EncoderSettings::choose("hevc_nvenc", "CUDA:0", all, true, Ok(())).unwrap();
+        assert_eq!(
+            (hevc.codec.as_str(), hevc.hwaccel.as_deref()),
+            ("hevc_nvenc", Some("cuda"))
+        );
+        let named = EncoderSettings::choose("libx264", "CUDA:0", all, true, Ok(())).unwrap();
+        assert_eq!((named.codec.as_str(), named.hwaccel), ("libx264", None));
+    }
+
+    #[test]
+    fn a_named_encoder_that_cannot_work_is_refused_saying_why() {
+        let all = |_: &str| true;
+        let only_x264 = |codec: &str| codec == "libx264";
+        let all_again = |_: &str| true;
+        let error = EncoderSettings::choose(
+            "h264_nvenc",
+            "CPU",
+            all,
+            true,
+            Err("no NVIDIA driver".into()),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("needs an NVIDIA GPU: no NVIDIA driver"),
+            "{error}"
+        );
+        let error =
+            EncoderSettings::choose("hevc_nvenc", "CUDA:0", only_x264, true, Ok(())).unwrap_err();
+        assert!(error.contains("not in this ffmpeg"), "{error}");
+        let error = EncoderSettings::choose("x265", "CPU", all_again, true, Ok(())).unwrap_err();
+        assert!(
+            error.contains("use auto, libx264, h264_nvenc, hevc_nvenc"),
+            "{error}"
+        );
+    }
 }
