@@ -102,6 +102,11 @@ pub struct Config {
     /// shared by HLS and DASH) or `ts` (MPEG-TS, HLS only).
     #[serde(with = "via_string")]
     pub segment_format: SegmentFormat,
+    /// Several GPUs (`["cuda:0", "cuda:1"]`): `jobs_per_device` runs on each at a time, a new
+    /// run on the least busy one. Empty: `max_jobs` runs on `device`. In the environment:
+    /// `cuda:0;cuda:1`.
+    pub devices: Vec<String>,
+    pub jobs_per_device: usize,
     /// The upscaled rung's video encoder: `auto` (NVENC when the network runs on an NVIDIA GPU
     /// and ffmpeg has it, else libx264), `libx264`, `h264_nvenc` or `hevc_nvenc`.
     pub encoder: String,
@@ -167,6 +172,8 @@ impl Config {
             variant_lock_seconds: 600,
             segment_format: SegmentFormat::Fmp4,
             encoder: "auto".to_string(),
+            devices: Vec::new(),
+            jobs_per_device: 1,
         }
     }
 
@@ -301,6 +308,29 @@ impl Config {
                 ),
             ));
         }
+        if let Some(twice) = self
+            .devices
+            .iter()
+            .enumerate()
+            .find(|(i, d)| self.devices[..*i].contains(d))
+        {
+            return Err(invalid("devices", format!("{:?} is named twice", twice.1)));
+        }
+        for device in &self.devices {
+            let parsed: DeviceChoice = device.parse().map_err(|m| invalid("devices", m))?;
+            if parsed == DeviceChoice::Auto {
+                return Err(invalid(
+                    "devices",
+                    "name each device (cpu, cuda:N), not auto".to_string(),
+                ));
+            }
+        }
+        if self.jobs_per_device == 0 {
+            return Err(invalid(
+                "jobs_per_device",
+                "must be at least 1, got 0".to_string(),
+            ));
+        }
         let encoders = crate::pipeline::ENCODERS;
         if self.encoder != "auto" && !encoders.contains(&self.encoder.as_str()) {
             return Err(invalid(
@@ -361,6 +391,19 @@ impl Config {
     /// Anyone who can reach a non-loopback address could otherwise start jobs on this machine.
     pub fn requires_token(&self) -> bool {
         !self.bind.ip().to_canonical().is_loopback()
+    }
+
+    /// The devices runs go to, and how many at a time on each.
+    pub fn slots(&self) -> (Vec<DeviceChoice>, usize) {
+        if self.devices.is_empty() {
+            return (vec![self.device], self.max_jobs);
+        }
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| d.parse().expect("checked at load"))
+            .collect();
+        (devices, self.jobs_per_device)
     }
 
     pub fn engine_options(&self) -> EngineOptions {
@@ -487,7 +530,7 @@ fn keys() -> &'static [&'static str] {
 
 /// An environment variable's text as a TOML value of the same type as the key's default.
 /// Keys whose items hold `:` themselves: their environment lists are `;`-separated.
-const SEMICOLON_LISTS: &[&str] = &["path_map"];
+const SEMICOLON_LISTS: &[&str] = &["path_map", "devices"];
 
 fn env_value(key: &str, default: Option<&toml::Value>, text: &str) -> Result<toml::Value, String> {
     use toml::Value;
@@ -1040,7 +1083,7 @@ mod tests {
              path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n\
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
-             encoder = \"hevc_nvenc\"\n",
+             encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1066,6 +1109,10 @@ mod tests {
         assert_eq!(config.variant_lock_seconds, 60);
         assert_eq!(config.segment_format, SegmentFormat::Ts);
         assert_eq!(config.encoder, "hevc_nvenc");
+        assert_eq!(
+            config.slots(),
+            (vec![DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)], 2)
+        );
         assert_eq!(
             config.profiles["phone"],
             vec![
@@ -1108,6 +1155,14 @@ mod tests {
                 "\"fmp4\" or \"ts\"",
             ),
             ("encoder = \"x265\"\n", "encoder", "use auto, libx264"),
+            ("devices = [\"gpu0\"]\n", "devices", "unknown device"),
+            ("devices = [\"auto\"]\n", "devices", "not auto"),
+            (
+                "devices = [\"cuda:0\", \"cuda:0\"]\n",
+                "devices",
+                "named twice",
+            ),
+            ("jobs_per_device = 0\n", "jobs_per_device", "at least 1"),
         ] {
             let message = from_file(&dir, text).unwrap_err().to_string();
             assert!(message.contains(key), "{text}: {message}");

@@ -143,6 +143,10 @@ fn every_webhook_form_reaches_one_job_that_streams_and_completes() {
     assert!(text.contains("liveup_frames_total 20"), "{text}");
     assert!(text.contains("liveup_segments_total 2"), "{text}");
     assert!(
+        text.contains("liveup_device_jobs_running{device=\"cpu\"} 0"),
+        "{text}"
+    );
+    assert!(
         text.contains("liveup_http_requests_total{route=\"/upscale-trigger\",code=\"200\"} 3"),
         "{text}"
     );

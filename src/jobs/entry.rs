@@ -40,6 +40,8 @@ pub(super) struct Entry {
     pub throttled_since: Option<Instant>,
     /// Segments that existed when the current run started, so /metrics counts only new ones.
     pub segments_at_start: usize,
+    /// The slot's device (index and name) while the job runs.
+    pub device: Option<(usize, String)>,
 }
 
 impl Entry {
@@ -56,6 +58,7 @@ impl Entry {
             stop: None,
             throttled_since: None,
             segments_at_start: 0,
+            device: None,
         }
     }
 

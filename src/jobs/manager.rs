@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::decide::{seek_decision, throttle_decision, EncoderAt, Seek, SeekFacts};
 use super::entry::{Entry, Saving, Stop};
-use super::queue::Queue;
+use super::queue::{Queue, Slots};
 use super::sessions::{Session, Sessions};
 use super::view::view;
 use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
@@ -25,7 +25,7 @@ use crate::disk::{self, LowSpace};
 use crate::job_dir::JobDir;
 use crate::media::{self, Tools};
 use crate::pipeline::{Control, EncoderSettings, PipelineError, Progress};
-use crate::upscale::EngineOptions;
+use crate::upscale::{DeviceChoice, EngineOptions};
 /// Throttling follows viewers' requests and segments landing as they happen; the supervisor
 /// only wakes for the next session to expire, this often while jobs wait for disk space, and
 /// at least this often to notice the manager is gone.
@@ -56,7 +56,9 @@ pub struct ManagerSettings {
     pub model: String,
     pub engine: EngineOptions,
     pub segment_seconds: u32,
-    pub max_jobs: usize,
+    /// Where runs go: `jobs_per_device` at a time on each of these, a new run on the least busy.
+    pub devices: Vec<DeviceChoice>,
+    pub jobs_per_device: usize,
     /// A request further than this ahead of the encoder restarts it there.
     pub jit_restart_seconds: f64,
     /// A watched job pauses when this far ahead of the furthest segment any viewer asked for.
@@ -123,10 +125,15 @@ pub(super) struct State {
 
 impl JobManager {
     pub fn new(settings: ManagerSettings, tools: Tools) -> Arc<JobManager> {
+        let mut state = State::default();
+        let devices = settings.devices.iter().map(ToString::to_string).collect();
+        state
+            .queue
+            .set_slots(Slots::new(devices, settings.jobs_per_device));
         Arc::new(JobManager {
             settings,
             tools,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             idle: Condvar::new(),
             supervisor: Condvar::new(),
             counters: Counters::default(),
@@ -546,6 +553,11 @@ impl JobManager {
         self.state.lock().unwrap().sessions.list()
     }
 
+    /// Each device runs go to, with the runs on it now.
+    pub fn device_load(&self) -> Vec<(String, usize)> {
+        self.state.lock().unwrap().queue.slots().load()
+    }
+
     pub fn active_sessions(&self) -> usize {
         self.state.lock().unwrap().sessions.len()
     }
@@ -686,13 +698,15 @@ impl JobManager {
             (None, false) => {}
         }
         while !state.shutting_down {
-            let Some(id) = state.queue.start_next(self.settings.max_jobs) else {
+            let Some((id, device)) = state.queue.start_next() else {
                 break;
             };
+            let label = state.queue.slots().label(device).to_string();
             let Some(entry) = state.jobs.get_mut(&id) else {
-                state.queue.finished();
+                state.queue.finished(device);
                 continue;
             };
+            entry.device = Some((device, label));
             entry.record.state = JobState::Running;
             entry.record.updated_at = now_seconds();
             entry.record.error = None;
@@ -712,7 +726,7 @@ impl JobManager {
                 .name(format!("job-{}", &id[id.len().saturating_sub(8)..]))
                 .spawn(move || {
                     manager.write(saving);
-                    manager.run(record)
+                    manager.run(record, device)
                 })
                 .expect("spawn a job thread");
         }

@@ -153,6 +153,8 @@ pub struct JobView {
     pub duration_seconds: f64,
     /// Paused because it is far ahead of every viewer.
     pub throttled: bool,
+    /// The device the running job's network is on (`cuda:1`, `cpu`, `auto`).
+    pub device: Option<String>,
     pub source_duration_seconds: Option<f64>,
     /// 0–1.
     pub progress: f64,

@@ -1,5 +1,6 @@
 //! The jobs waiting for a run and the slots they run in: playback before library, first come
-//! first served within each, each job at most once, at most `slots` running at a time.
+//! first served within each, each job at most once; at most `per_device` runs on each device
+//! at a time, a new run going to the least busy device.
 
 use super::Priority;
 
@@ -8,7 +9,63 @@ pub struct Queue {
     /// Sorted by (priority, arrival).
     waiting: Vec<(Priority, u64, String)>,
     arrivals: u64,
-    running: usize,
+    slots: Slots,
+}
+
+/// The devices runs go to (`cuda:0`, `cpu`, …) and how many run on each now.
+#[derive(Debug)]
+pub struct Slots {
+    devices: Vec<String>,
+    per_device: usize,
+    busy: Vec<usize>,
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots::new(vec!["cpu".to_string()], 1)
+    }
+}
+
+impl Slots {
+    pub fn new(devices: Vec<String>, per_device: usize) -> Slots {
+        let busy = vec![0; devices.len()];
+        Slots {
+            devices,
+            per_device: per_device.max(1),
+            busy,
+        }
+    }
+
+    /// The least busy device with room (the first of equals), now one run busier.
+    fn take(&mut self) -> Option<usize> {
+        let (device, _) = self
+            .busy
+            .iter()
+            .enumerate()
+            .filter(|(_, busy)| **busy < self.per_device)
+            .min_by_key(|(index, busy)| (**busy, *index))?;
+        self.busy[device] += 1;
+        Some(device)
+    }
+
+    fn release(&mut self, device: usize) {
+        if let Some(busy) = self.busy.get_mut(device) {
+            *busy = busy.saturating_sub(1);
+        }
+    }
+
+    pub fn label(&self, device: usize) -> &str {
+        &self.devices[device]
+    }
+
+    /// Each device with the runs on it now.
+    pub fn load(&self) -> Vec<(String, usize)> {
+        self.devices
+            .iter()
+            .cloned()
+            .zip(self.busy.iter().copied())
+            .collect()
+    }
 }
 
 impl Queue {
@@ -42,22 +99,31 @@ impl Queue {
         self.waiting.iter().any(|(_, _, waiting)| waiting == id)
     }
 
-    /// The next job to run, taking a slot, when one of `slots` is free.
-    pub fn start_next(&mut self, slots: usize) -> Option<String> {
-        if self.running >= slots.max(1) || self.waiting.is_empty() {
-            return None;
-        }
-        self.running += 1;
-        Some(self.waiting.remove(0).2)
+    /// Runs go to these devices from now on (set once, before any run).
+    pub fn set_slots(&mut self, slots: Slots) {
+        self.slots = slots;
     }
 
-    /// A run ended: its slot is free.
-    pub fn finished(&mut self) {
-        self.running = self.running.saturating_sub(1);
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The next job to run and the device it runs on, taking a slot there, when one is free.
+    pub fn start_next(&mut self) -> Option<(String, usize)> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let device = self.slots.take()?;
+        Some((self.waiting.remove(0).2, device))
+    }
+
+    /// A run on `device` ended: its slot is free.
+    pub fn finished(&mut self, device: usize) {
+        self.slots.release(device);
     }
 
     pub fn running(&self) -> usize {
-        self.running
+        self.slots.busy.iter().sum()
     }
 }
 
@@ -66,7 +132,8 @@ mod tests {
     use super::*;
 
     fn drain(queue: &mut Queue) -> Vec<String> {
-        std::iter::from_fn(|| queue.start_next(usize::MAX)).collect()
+        queue.set_slots(Slots::new(vec!["cpu".into()], usize::MAX));
+        std::iter::from_fn(|| queue.start_next().map(|(id, _)| id)).collect()
     }
 
     #[test]
@@ -94,21 +161,59 @@ mod tests {
     #[test]
     fn no_more_run_than_there_are_slots() {
         let mut queue = Queue::default();
+        queue.set_slots(Slots::new(vec!["cpu".into()], 2));
         for id in ["a", "b", "c"] {
             queue.push(id, Priority::Library);
         }
-        assert_eq!(queue.start_next(2).as_deref(), Some("a"));
-        assert_eq!(queue.start_next(2).as_deref(), Some("b"));
-        assert_eq!(queue.start_next(2), None);
+        assert_eq!(queue.start_next(), Some(("a".to_string(), 0)));
+        assert_eq!(queue.start_next(), Some(("b".to_string(), 0)));
+        assert_eq!(queue.start_next(), None);
         assert_eq!(queue.running(), 2);
-        queue.finished();
-        assert_eq!(queue.start_next(2).as_deref(), Some("c"));
-        queue.finished();
-        queue.finished();
-        assert_eq!(queue.start_next(0), None, "nothing waits");
+        queue.finished(0);
+        assert_eq!(queue.start_next(), Some(("c".to_string(), 0)));
+        queue.finished(0);
+        queue.finished(0);
+        assert_eq!(queue.start_next(), None, "nothing waits");
+        assert_eq!(queue.running(), 0);
         queue.push("d", Priority::Library);
         queue.remove("d");
         assert!(!queue.contains("d"));
-        assert_eq!(queue.start_next(1), None);
+        assert_eq!(queue.start_next(), None);
+    }
+
+    #[test]
+    fn runs_spread_over_the_devices_least_busy_first() {
+        let mut queue = Queue::default();
+        let gpus = vec!["cuda:0".to_string(), "cuda:1".to_string()];
+        queue.set_slots(Slots::new(gpus, 2));
+        for id in ["a", "b", "c", "d", "e"] {
+            queue.push(id, Priority::Library);
+        }
+        let started: Vec<(String, usize)> = std::iter::from_fn(|| queue.start_next()).collect();
+        let on: Vec<(&str, &str)> = started
+            .iter()
+            .map(|(id, device)| (id.as_str(), queue.slots().label(*device)))
+            .collect();
+        assert_eq!(
+            on,
+            [
+                ("a", "cuda:0"),
+                ("b", "cuda:1"),
+                ("c", "cuda:0"),
+                ("d", "cuda:1")
+            ],
+            "two per device, alternating"
+        );
+        assert_eq!(
+            queue.slots().load(),
+            [("cuda:0".into(), 2), ("cuda:1".into(), 2)]
+        );
+        // A slot frees on cuda:1: the next run goes there.
+        queue.finished(1);
+        assert_eq!(queue.start_next(), Some(("e".to_string(), 1)));
+        queue.finished(0);
+        queue.finished(0);
+        queue.push("f", Priority::Playback);
+        assert_eq!(queue.start_next(), Some(("f".to_string(), 0)));
     }
 }

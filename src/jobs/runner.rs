@@ -12,14 +12,16 @@ use super::{now_seconds, JobRecord, JobState};
 use crate::disk;
 use crate::job_dir::{partial_path, JobDir, RUN_PLAYLIST};
 use crate::pipeline::{self, PipelineError, PipelineSpec, Progress};
-use crate::upscale;
+use crate::upscale::{self, DeviceChoice};
 
 impl JobManager {
     /// The job thread: runs job `record` and settles its state from the outcome.
-    pub(super) fn run(self: Arc<Self>, record: JobRecord) {
+    /// Runs job `record` on slot device `device` (an index into `settings.devices`).
+    pub(super) fn run(self: Arc<Self>, record: JobRecord, device: usize) {
         let id = record.id.clone();
-        tracing::info!(job = %id, source = %record.source.display(), "job started");
-        let outcome = self.execute(&record);
+        let on = self.settings.devices.get(device).copied();
+        tracing::info!(job = %id, source = %record.source.display(), device = ?on, "job started");
+        let outcome = self.execute(&record, on);
         let space_pause = match &outcome {
             Err(error) => self.waits_for_space(error),
             Ok(()) => None,
@@ -72,7 +74,13 @@ impl JobManager {
             self.write(saving);
         }
         // Only now may a shutdown that waits for the runs let the process end.
-        self.state.lock().unwrap().queue.finished();
+        {
+            let mut state = self.state.lock().unwrap();
+            state.queue.finished(device);
+            if let Some(entry) = state.jobs.get_mut(&id) {
+                entry.device = None;
+            }
+        }
         self.idle.notify_all();
         match &outcome {
             Ok(()) => tracing::info!(job = %id, "job complete"),
@@ -88,7 +96,11 @@ impl JobManager {
     }
 
     /// Runs until every segment exists (then assembles the final file), or a stop.
-    fn execute(&self, record: &JobRecord) -> Result<(), PipelineError> {
+    fn execute(
+        &self,
+        record: &JobRecord,
+        device: Option<DeviceChoice>,
+    ) -> Result<(), PipelineError> {
         let id = &record.id;
         let dir = JobDir::new(&self.settings.hls_root, id);
         let (probed_seconds, mut count) = self.timeline(id).map_err(|e| match e {
@@ -96,7 +108,11 @@ impl JobManager {
             other => PipelineError::Io(other.to_string(), std::io::ErrorKind::Other.into()),
         })?;
         let _ = std::fs::remove_file(partial_path(&record.output));
-        let mut upscaler = upscale::build(&record.model, &self.settings.engine)?;
+        let mut engine = self.settings.engine.clone();
+        if let Some(device) = device {
+            engine.device = device;
+        }
+        let mut upscaler = upscale::build(&record.model, &engine)?;
         loop {
             let (run, progress, control) = {
                 let mut state = self.state.lock().unwrap();

@@ -48,6 +48,7 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         segment_count: record.segment_count,
         duration_seconds: ready,
         throttled: running && entry.throttled_since.is_some(),
+        device: entry.device.as_ref().map(|(_, name)| name.clone()),
         source_duration_seconds: total,
         progress,
         fps: if running { live.fps } else { 0.0 },

@@ -86,6 +86,17 @@ pub fn render(http: &HttpCounters, manager: &JobManager, variants: &VariantCount
             job.id, job.rate
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP liveup_device_jobs_running Runs on each device now.\n\
+         # TYPE liveup_device_jobs_running gauge"
+    );
+    for (device, running) in manager.device_load() {
+        let _ = writeln!(
+            out,
+            "liveup_device_jobs_running{{device=\"{device}\"}} {running}"
+        );
+    }
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
     let _ = writeln!(
         out,
