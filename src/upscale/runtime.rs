@@ -49,6 +49,7 @@ fn load(configured: Option<&Path>) -> Result<Environment, String> {
             tried.join(", ")
         ));
     };
+    preload_cuda_libraries(&library);
     let builder = ort::init_from(&library)
         .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
     let environment = builder
@@ -58,6 +59,42 @@ fn load(configured: Option<&Path>) -> Result<Environment, String> {
     tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
     let _ = LOADED_FROM.set(library);
     Ok(environment)
+}
+
+/// The CUDA 12 and cuDNN 9 libraries ONNX Runtime's CUDA provider needs, in the order they
+/// depend on each other: (the wheel's folder under `nvidia/`, the file).
+const CUDA_LIBRARIES: [(&str, &str); 6] = [
+    ("cuda_runtime", "libcudart.so.12"),
+    ("cublas", "libcublasLt.so.12"),
+    ("cublas", "libcublas.so.12"),
+    ("cufft", "libcufft.so.11"),
+    ("curand", "libcurand.so.10"),
+    ("cudnn", "libcudnn.so.9"),
+];
+
+/// `scripts/setup`'s GPU build keeps NVIDIA's runtime wheels in `.deps/nvidia`, beside the
+/// library's folder: they are loaded here (globally, so the CUDA provider finds them by name),
+/// as ONNX Runtime's own Python package does, instead of asking for LD_LIBRARY_PATH.
+fn preload_cuda_libraries(library: &Path) {
+    let Some(nvidia) = library
+        .parent()
+        .and_then(Path::parent)
+        .map(|deps| deps.join("nvidia"))
+        .filter(|dir| dir.is_dir())
+    else {
+        return;
+    };
+    for (wheel, file) in CUDA_LIBRARIES {
+        let path = nvidia.join(wheel).join("lib").join(file);
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: dlopen with a valid C string; the libraries stay loaded for the process.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if handle.is_null() {
+            tracing::debug!(library = %path.display(), "not loaded");
+        }
+    }
 }
 
 /// The execution providers the loaded library was built with (CPU always; CUDA and TensorRT
