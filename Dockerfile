@@ -46,7 +46,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # ONNX Runtime's CUDA build. Its C library is what liveup loads (ort's load-dynamic); the CUDA
-# provider next to it needs the CUDA 12 runtime, cuBLAS, cuFFT, cuRAND and cuDNN 9 libraries,
+# provider next to it needs the CUDA 13 runtime, cuBLAS, cuRAND and cuDNN 9 libraries (1.31's
+# GPU build is made for CUDA 13: NVIDIA driver 580 or later),
 # which the [cuda,cudnn] extras install as pip wheels: their folders are added to the loader's
 # path. The NVIDIA driver itself comes from the host (NVIDIA Container Toolkit).
 RUN python3 -m venv /opt/liveup/venv \

@@ -80,19 +80,15 @@ impl Report {
     }
 }
 
-/// The CUDA 12 libraries ONNX Runtime's CUDA provider loads, and TensorRT's: (name, file, the
-/// pip wheel that ships it).
+/// The libraries ONNX Runtime 1.31's CUDA provider (CUDA 13, cuDNN 9) and TensorRT provider
+/// load: (name, file, what ships it).
 const CUDA_LIBRARIES: [(&str, &str, &str); 6] = [
-    (
-        "CUDA runtime",
-        "libcudart.so.12",
-        "nvidia-cuda-runtime-cu12",
-    ),
-    ("cuBLAS", "libcublas.so.12", "nvidia-cublas-cu12"),
-    ("cuBLASLt", "libcublasLt.so.12", "nvidia-cublas-cu12"),
-    ("cuFFT", "libcufft.so.11", "nvidia-cufft-cu12"),
-    ("cuDNN", "libcudnn.so.9", "nvidia-cudnn-cu12"),
-    ("TensorRT", "libnvinfer.so.10", "tensorrt-cu12-libs"),
+    ("CUDA runtime", "libcudart.so.13", "onnxruntime-gpu[cuda]"),
+    ("cuBLAS", "libcublas.so.13", "onnxruntime-gpu[cuda]"),
+    ("cuBLASLt", "libcublasLt.so.13", "onnxruntime-gpu[cuda]"),
+    ("cuRAND", "libcurand.so.10", "onnxruntime-gpu[cuda]"),
+    ("cuDNN", "libcudnn.so.9", "onnxruntime-gpu[cudnn]"),
+    ("TensorRT", "libnvinfer.so.10", "tensorrt-cu13"),
 ];
 
 /// Looks at everything; `device` is the configured device's verdict when the caller already
@@ -348,8 +344,8 @@ fn library_check(name: &str, file: &str, wheel: &str) -> Check {
             name,
             format!("{file} not found by the loader"),
             format!(
-                "for a GPU: NVIDIA's package of it, or the {wheel} pip wheel, where the loader \
-                 finds it (ld.so.conf or LD_LIBRARY_PATH)"
+                "for a GPU: scripts/setup installs it where an NVIDIA driver is (the {wheel} \
+                 wheels from PyPI), or NVIDIA's package where the loader finds it"
             ),
         )
     } else {

@@ -61,15 +61,15 @@ fn load(configured: Option<&Path>) -> Result<Environment, String> {
     Ok(environment)
 }
 
-/// The CUDA 12 and cuDNN 9 libraries ONNX Runtime's CUDA provider needs, in the order they
-/// depend on each other: (the wheel's folder under `nvidia/`, the file).
-const CUDA_LIBRARIES: [(&str, &str); 6] = [
-    ("cuda_runtime", "libcudart.so.12"),
-    ("cublas", "libcublasLt.so.12"),
-    ("cublas", "libcublas.so.12"),
-    ("cufft", "libcufft.so.11"),
-    ("curand", "libcurand.so.10"),
-    ("cudnn", "libcudnn.so.9"),
+/// The CUDA and cuDNN libraries ONNX Runtime's CUDA provider links to (1.31's GPU build: CUDA
+/// 13, cuDNN 9), in the order they depend on each other.
+pub const CUDA_LIBRARIES: [&str; 6] = [
+    "libcudart.so.13",
+    "libcublasLt.so.13",
+    "libcublas.so.13",
+    "libcurand.so.10",
+    "libcufft.so.12",
+    "libcudnn.so.9",
 ];
 
 /// `scripts/setup`'s GPU build keeps NVIDIA's runtime wheels in `.deps/nvidia`, beside the
@@ -84,8 +84,22 @@ fn preload_cuda_libraries(library: &Path) {
     else {
         return;
     };
-    for (wheel, file) in CUDA_LIBRARIES {
-        let path = nvidia.join(wheel).join("lib").join(file);
+    let lib_dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&nvidia)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|wheel| wheel.path().join("lib"))
+        .filter(|dir| dir.is_dir())
+        .collect();
+    for file in CUDA_LIBRARIES {
+        let Some(path) = lib_dirs
+            .iter()
+            .map(|dir| dir.join(file))
+            .find(|p| p.is_file())
+        else {
+            tracing::debug!(file, "not in {}", nvidia.display());
+            continue;
+        };
         let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
             continue;
         };
