@@ -107,6 +107,8 @@ pub struct Config {
     /// `cuda:0;cuda:1`.
     pub devices: Vec<String>,
     pub jobs_per_device: usize,
+    /// TensorRT's engines and timing cache (built once per model, GPU and size range).
+    pub cache_dir: PathBuf,
     /// The upscaled rung's video encoder: `auto` (NVENC when the network runs on an NVIDIA GPU
     /// and ffmpeg has it, else libx264), `libx264`, `h264_nvenc` or `hevc_nvenc`.
     pub encoder: String,
@@ -174,6 +176,7 @@ impl Config {
             encoder: "auto".to_string(),
             devices: Vec::new(),
             jobs_per_device: 1,
+            cache_dir: PathBuf::from("./liveup-data/cache"),
         }
     }
 
@@ -385,6 +388,8 @@ impl Config {
         self.watch_dirs = existing_dirs(&self.watch_dirs).map_err(|m| invalid("watch_dirs", m))?;
         self.hls_root = created_dir(&self.hls_root).map_err(|m| invalid("hls_root", m))?;
         self.output_root = created_dir(&self.output_root).map_err(|m| invalid("output_root", m))?;
+        self.cache_dir = std::path::absolute(&self.cache_dir)
+            .map_err(|e| invalid("cache_dir", e.to_string()))?;
         Ok(())
     }
 
@@ -412,6 +417,7 @@ impl Config {
             ort_library: self.ort_library.clone(),
             models_dir: self.models_dir.clone(),
             tile_size: self.tile_size,
+            cache_dir: Some(self.cache_dir.clone()),
             ..EngineOptions::default()
         }
     }
@@ -1083,7 +1089,8 @@ mod tests {
              path_map = [\"/media:/mnt/media\"]\nbase_path = \"/liveup\"\n\
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
-             encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n",
+             encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n\
+             cache_dir = \"/var/cache/liveup\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1109,6 +1116,7 @@ mod tests {
         assert_eq!(config.variant_lock_seconds, 60);
         assert_eq!(config.segment_format, SegmentFormat::Ts);
         assert_eq!(config.encoder, "hevc_nvenc");
+        assert_eq!(config.cache_dir, PathBuf::from("/var/cache/liveup"));
         assert_eq!(
             config.slots(),
             (vec![DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)], 2)

@@ -107,7 +107,8 @@ fn a_bad_device_name_is_refused_by_the_parser() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("use auto, cpu, cuda or cuda:N"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("use auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N"));
 }
 
 #[test]
@@ -229,4 +230,33 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
     assert_eq!(device["ok"], true);
     assert_eq!(device["required"], true);
     assert!(checks.iter().any(|c| c["name"] == "cuDNN"));
+}
+
+/// TensorRT asked for on a machine without it: a clear error naming the device and why.
+#[test]
+fn tensorrt_without_a_gpu_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Clip {
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make(&dir.path().join("clip.mp4"));
+    let out = liveup()
+        .arg("upscale")
+        .arg(&source)
+        .arg("--output")
+        .arg(dir.path().join("clip.upscaled.ts"))
+        .arg("--hls-dir")
+        .arg(dir.path().join("hls"))
+        .args(["--device", "tensorrt", "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if liveup::upscale::gpu::cuda_device_count().is_err() {
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("device tensorrt:0 unavailable: no NVIDIA driver"),
+            "{stderr}"
+        );
+    }
 }

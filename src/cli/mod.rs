@@ -155,7 +155,7 @@ pub struct UpscaleArgs {
     /// A model from models/manifest.json, or `lanczos` (no AI).
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: String,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Length of each HLS segment in seconds.

@@ -6,10 +6,14 @@ use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// CUDA when a usable GPU is found, else CPU (with a log line saying why).
+    /// TensorRT, else CUDA, when a usable GPU is found and the provider registers; else CPU
+    /// (with a log line saying why).
     Auto,
     Cpu,
     Cuda(u32),
+    /// ONNX Runtime's TensorRT provider on GPU N (fp16, engines cached), CUDA for what it
+    /// leaves.
+    TensorRt(u32),
 }
 
 impl FromStr for DeviceChoice {
@@ -20,11 +24,20 @@ impl FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda(0)),
-            _ => text
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceChoice::Cuda)
-                .ok_or_else(|| format!("unknown device {text:?}: use auto, cpu, cuda or cuda:N")),
+            "tensorrt" => Ok(DeviceChoice::TensorRt(0)),
+            _ => {
+                let numbered =
+                    |prefix: &str| text.strip_prefix(prefix).and_then(|n| n.parse().ok());
+                numbered("cuda:")
+                    .map(DeviceChoice::Cuda)
+                    .or_else(|| numbered("tensorrt:").map(DeviceChoice::TensorRt))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown device {text:?}: use auto, cpu, cuda, cuda:N, tensorrt or \
+                             tensorrt:N"
+                        )
+                    })
+            }
         }
     }
 }
@@ -35,6 +48,7 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Auto => f.write_str("auto"),
             DeviceChoice::Cpu => f.write_str("cpu"),
             DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceChoice::TensorRt(n) => write!(f, "tensorrt:{n}"),
         }
     }
 }
@@ -108,6 +122,10 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
         assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
+        assert_eq!("tensorrt".parse(), Ok(DeviceChoice::TensorRt(0)));
+        assert_eq!("tensorrt:1".parse(), Ok(DeviceChoice::TensorRt(1)));
+        assert_eq!(DeviceChoice::TensorRt(1).to_string(), "tensorrt:1");
+        assert!("tensorrt:x".parse::<DeviceChoice>().is_err());
         assert!("gpu".parse::<DeviceChoice>().is_err());
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
     }

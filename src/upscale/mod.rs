@@ -56,6 +56,8 @@ pub struct EngineOptions {
     pub tile_size: u32,
     /// Context each tile sees beyond its own area, so seams do not show.
     pub tile_overlap: u32,
+    /// Where TensorRT keeps its engines and timing cache between runs.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -66,6 +68,7 @@ impl Default for EngineOptions {
             models_dir: None,
             tile_size: 720,
             tile_overlap: 24,
+            cache_dir: None,
         }
     }
 }

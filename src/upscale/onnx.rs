@@ -3,6 +3,7 @@
 //! into overlapping tiles when large, and clamped to [0, 1] before going back to 8 bits.
 
 use ort::ep;
+use ort::ep::ExecutionProvider;
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -12,6 +13,31 @@ use super::resize;
 use super::tiling::{self, Tile};
 use super::{runtime, EngineOptions, UpscaleError, Upscaler};
 use crate::pipeline::frames::Frame;
+
+/// Where a session runs.
+#[derive(Debug, Clone, Copy)]
+enum Accel {
+    Cpu,
+    Cuda(u32),
+    TensorRt(u32),
+}
+
+/// TensorRT in fp16, its engines and timing cache kept in `cache` (built once per model, GPU
+/// and size range), one optimisation profile for the tiles liveup feeds (up to `largest` pixels
+/// a side, with their padding).
+fn tensorrt_provider(id: u32, cache: &str, largest: u32) -> ep::TensorRT {
+    let typical = largest.min(720);
+    ep::TensorRT::default()
+        .with_device_id(id as i32)
+        .with_fp16(true)
+        .with_engine_cache(true)
+        .with_engine_cache_path(cache)
+        .with_timing_cache(true)
+        .with_timing_cache_path(cache)
+        .with_profile_min_shapes("input:1x3x16x16")
+        .with_profile_opt_shapes(format!("input:1x3x{typical}x{typical}"))
+        .with_profile_max_shapes(format!("input:1x3x{largest}x{largest}"))
+}
 
 pub struct OnnxUpscaler {
     session: Session,
@@ -41,50 +67,101 @@ impl OnnxUpscaler {
         };
         let path = models::onnx_file(&network, options.models_dir.as_deref())?;
         let environment = runtime::environment(options.ort_library.as_deref())?;
-        let open = |cuda: Option<u32>| -> Result<Session, ort::Error> {
+        let trt_cache = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("liveup-tensorrt"))
+            .join(&network.name);
+        let largest = options.tile_size.max(64) + 2 * (options.tile_overlap + spec.reflect_pad);
+        let open = |accel: Accel| -> Result<Session, ort::Error> {
             // ONNX Runtime defaults to one thread per physical core, which on small virtual
             // machines leaves logical cores idle; use them all.
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let mut builder = Session::builder(environment)?
                 .with_intra_threads(threads)?
                 .with_config_entry("session.intra_op.allow_spinning", "0")?;
-            if let Some(id) = cuda {
-                let cuda = ep::CUDA::default()
-                    .with_device_id(id as i32)
-                    .build()
-                    .error_on_failure();
-                builder = builder.with_execution_providers([cuda])?;
+            match accel {
+                Accel::Cpu => {}
+                Accel::Cuda(id) => {
+                    let cuda = ep::CUDA::default()
+                        .with_device_id(id as i32)
+                        .build()
+                        .error_on_failure();
+                    builder = builder.with_execution_providers([cuda])?;
+                }
+                Accel::TensorRt(id) => {
+                    let _ = std::fs::create_dir_all(&trt_cache);
+                    let cache = trt_cache.display().to_string();
+                    let trt = tensorrt_provider(id, &cache, largest)
+                        .build()
+                        .error_on_failure();
+                    // What TensorRT leaves runs on CUDA.
+                    let cuda = ep::CUDA::default().with_device_id(id as i32).build();
+                    builder = builder.with_execution_providers([trt, cuda])?;
+                }
             }
             builder.commit_from_file(&path)
         };
         let inference = |e: ort::Error| UpscaleError::Inference(format!("{}: {e}", spec.name));
+        let gpu = |device: String, id: u32| {
+            let unavailable = move |reason: String| UpscaleError::Device {
+                device: device.clone(),
+                reason,
+            };
+            let count = cuda_device_count().map_err(&unavailable)?;
+            if id >= count {
+                return Err(unavailable(format!("only {count} CUDA device(s)")));
+            }
+            Ok(unavailable)
+        };
         let (session, device) = match options.device {
-            DeviceChoice::Cpu => (open(None).map_err(inference)?, "CPU".to_string()),
+            DeviceChoice::Cpu => (open(Accel::Cpu).map_err(inference)?, "CPU".to_string()),
             DeviceChoice::Cuda(id) => {
-                let unavailable = |reason: String| UpscaleError::Device {
-                    device: format!("cuda:{id}"),
-                    reason,
-                };
-                let count = cuda_device_count().map_err(unavailable)?;
-                if id >= count {
-                    return Err(unavailable(format!("only {count} CUDA device(s)")));
-                }
-                let session = open(Some(id)).map_err(|e| unavailable(e.to_string()))?;
+                let unavailable = gpu(format!("cuda:{id}"), id)?;
+                let session = open(Accel::Cuda(id)).map_err(|e| unavailable(e.to_string()))?;
                 (session, format!("CUDA:{id}"))
             }
+            DeviceChoice::TensorRt(id) => {
+                let unavailable = gpu(format!("tensorrt:{id}"), id)?;
+                if !ep::TensorRT::is_available().unwrap_or(false) {
+                    return Err(unavailable(
+                        "this ONNX Runtime has no TensorRT provider (scripts/setup installs the \
+                         GPU build where an NVIDIA driver is)"
+                            .into(),
+                    ));
+                }
+                let session = open(Accel::TensorRt(id)).map_err(|e| {
+                    unavailable(format!(
+                        "{e} (liveup doctor shows whether libnvinfer is found)"
+                    ))
+                })?;
+                (session, format!("TensorRT:{id}"))
+            }
             DeviceChoice::Auto => match cuda_device_count() {
-                Ok(_) => match open(Some(0)) {
-                    Ok(session) => (session, "CUDA:0".to_string()),
-                    Err(e) => {
-                        tracing::info!(
-                            "device auto: CUDA execution provider failed ({e}); using CPU"
-                        );
-                        (open(None).map_err(inference)?, "CPU".to_string())
+                Ok(_) => {
+                    let trt = ep::TensorRT::is_available().unwrap_or(false);
+                    let tried = trt.then(|| open(Accel::TensorRt(0)));
+                    match tried {
+                        Some(Ok(session)) => (session, "TensorRT:0".to_string()),
+                        other => {
+                            if let Some(Err(e)) = other {
+                                tracing::info!("device auto: TensorRT failed ({e}); trying CUDA");
+                            }
+                            match open(Accel::Cuda(0)) {
+                                Ok(session) => (session, "CUDA:0".to_string()),
+                                Err(e) => {
+                                    tracing::info!(
+                                        "device auto: CUDA execution provider failed ({e}); using CPU"
+                                    );
+                                    (open(Accel::Cpu).map_err(inference)?, "CPU".to_string())
+                                }
+                            }
+                        }
                     }
-                },
+                }
                 Err(why) => {
                     tracing::info!("device auto: {why}; using CPU");
-                    (open(None).map_err(inference)?, "CPU".to_string())
+                    (open(Accel::Cpu).map_err(inference)?, "CPU".to_string())
                 }
             },
         };
