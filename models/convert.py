@@ -402,15 +402,35 @@ def select_models(manifest, only):
     return [by_name[name] for name in only]
 
 
+def fp16_name(onnx_name):
+    """`x.onnx` -> `x.fp16.onnx`: the same network with fp16 weights and arithmetic."""
+    return onnx_name[: -len(".onnx")] + ".fp16.onnx"
+
+
+def to_fp16(model):
+    """fp16 weights and arithmetic inside, float32 input and output (so the engine feeds both
+    variants the same way); onnxconverter-common does the graph rewrite."""
+    import warnings
+
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():
+        # Weights below fp16's smallest value become that value: expected, and said per weight.
+        warnings.simplefilter("ignore", UserWarning)
+        return float16.convert_float_to_float16(model, keep_io_types=True)
+
+
 def convert_entry(entry, ncnn_dir, out_dir, skip_existing):
     target = out_dir / entry["onnx"]
-    if skip_existing and target.is_file() and target.stat().st_size > 0:
+    half = out_dir / fp16_name(entry["onnx"])
+    if skip_existing and all(p.is_file() and p.stat().st_size > 0 for p in (target, half)):
         return f"{entry['name']}: exists, skipped ({target})"
     model = convert(
         ncnn_dir / entry["param"], ncnn_dir / entry["bin"], entry["name"], entry["scale"], entry["reflect_pad"]
     )
     save_atomic(model, target)
-    return f"{entry['name']}: x{entry['scale']}, {len(model.graph.node)} nodes -> {target}"
+    save_atomic(to_fp16(model), half)
+    return f"{entry['name']}: x{entry['scale']}, {len(model.graph.node)} nodes -> {target} (and {half.name})"
 
 
 def parse_args(argv):

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::base_url::base_url;
 use crate::ladder::{self, Rung};
 use crate::path_map::PathMapping;
-use crate::upscale::{models, DeviceChoice, EngineOptions, DEFAULT_MODEL};
+use crate::upscale::{models, DeviceChoice, EngineOptions, Precision, DEFAULT_MODEL};
 
 const ENV_PREFIX: &str = "LIVEUP_";
 
@@ -109,6 +109,9 @@ pub struct Config {
     pub jobs_per_device: usize,
     /// TensorRT's engines and timing cache (built once per model, GPU and size range).
     pub cache_dir: PathBuf,
+    /// The network's arithmetic: `auto` (fp16 on CUDA, fp32 on the CPU), `fp32` or `fp16`.
+    #[serde(with = "via_string")]
+    pub precision: Precision,
     /// The upscaled rung's video encoder: `auto` (NVENC when the network runs on an NVIDIA GPU
     /// and ffmpeg has it, else libx264), `libx264`, `h264_nvenc` or `hevc_nvenc`.
     pub encoder: String,
@@ -177,6 +180,7 @@ impl Config {
             devices: Vec::new(),
             jobs_per_device: 1,
             cache_dir: PathBuf::from("./liveup-data/cache"),
+            precision: Precision::Auto,
         }
     }
 
@@ -418,6 +422,7 @@ impl Config {
             models_dir: self.models_dir.clone(),
             tile_size: self.tile_size,
             cache_dir: Some(self.cache_dir.clone()),
+            precision: self.precision,
             ..EngineOptions::default()
         }
     }
@@ -1090,7 +1095,7 @@ mod tests {
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
              encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n\
-             cache_dir = \"/var/cache/liveup\"\n",
+             cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1117,6 +1122,7 @@ mod tests {
         assert_eq!(config.segment_format, SegmentFormat::Ts);
         assert_eq!(config.encoder, "hevc_nvenc");
         assert_eq!(config.cache_dir, PathBuf::from("/var/cache/liveup"));
+        assert_eq!(config.precision, Precision::Fp16);
         assert_eq!(
             config.slots(),
             (vec![DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)], 2)

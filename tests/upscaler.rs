@@ -158,3 +158,32 @@ fn auto_picks_a_device_that_works() {
     };
     assert_eq!(upscaler.device(), expected);
 }
+
+/// The fp16 variant through liveup's own engine, on the CPU provider: the same frame as the fp32
+/// network within 40 dB, and the device says which arithmetic ran.
+#[test]
+fn the_fp16_variant_matches_fp32_through_the_engine() {
+    let input = photo_frame(160, 90);
+    let fp32 = EngineOptions {
+        device: liveup::upscale::DeviceChoice::Cpu,
+        precision: liveup::upscale::Precision::Fp32,
+        ..EngineOptions::default()
+    };
+    let fp16 = EngineOptions {
+        precision: liveup::upscale::Precision::Fp16,
+        ..fp32.clone()
+    };
+    let full = upscale_with(upscale::DEFAULT_MODEL, &fp32, &input);
+    let half = upscale_with(upscale::DEFAULT_MODEL, &fp16, &input);
+    let db = psnr(&full, &half);
+    println!("fp16 vs fp32 through the engine: {db:.2} dB");
+    assert!(db >= 40.0, "{db:.2} dB");
+    let device = upscale::build(upscale::DEFAULT_MODEL, &fp16)
+        .unwrap()
+        .device();
+    assert_eq!(device, "CPU fp16");
+    let device = upscale::build(upscale::DEFAULT_MODEL, &fp32)
+        .unwrap()
+        .device();
+    assert_eq!(device, "CPU");
+}

@@ -174,3 +174,19 @@ def test_skip_existing_leaves_files_alone(tmp_path):
 def test_manifest_lists_the_scaler_without_a_model():
     scalers = [m for m in convert.load_manifest() if m["kind"] == "scaler"]
     assert [(m["name"], m["scale"], m["onnx"]) for m in scalers] == [("lanczos", 2, None)]
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_MODELS))
+def test_fp16_variant_matches_fp32(models_dir, name):
+    """The fp16 variant on the same real frame as the fp32 network: at least 40 dB."""
+    entry = ONNX_MODELS[name]
+    half_path = models_dir / convert.fp16_name(entry["onnx"])
+    assert half_path.is_file(), f"{half_path} is missing: run scripts/setup"
+    half = ort.InferenceSession(str(half_path), providers=["CPUExecutionProvider"])
+    assert [i.type for i in half.get_inputs()] == ["tensor(float)"], "float32 in, as the fp32 one"
+    image = photo(120, 160)
+    full = onnx_upscale(session(models_dir, name), image, entry["scale"], entry["reflect_pad"])
+    ours = onnx_upscale(half, image, entry["scale"], entry["reflect_pad"])
+    psnr = peak_signal_noise_ratio(full, ours, data_range=255)
+    print(f"\n{name} fp16 vs fp32: PSNR {psnr:.2f} dB")
+    assert psnr >= MIN_PSNR_DB, f"{name}: fp16 at {psnr:.2f} dB < {MIN_PSNR_DB} dB"

@@ -158,6 +158,9 @@ pub struct UpscaleArgs {
     /// auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// The network's arithmetic: auto (fp16 on CUDA, fp32 on the CPU), fp32 or fp16.
+    #[arg(long, default_value = "auto")]
+    pub precision: crate::upscale::Precision,
     /// Length of each HLS segment in seconds.
     #[arg(long, alias = "segment-time", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub segment_seconds: u32,

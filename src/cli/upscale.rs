@@ -11,6 +11,7 @@ use crate::upscale::{self, EngineOptions};
 pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let options = EngineOptions {
         device: args.device,
+        precision: args.precision,
         ort_library: args.ort_library.clone(),
         models_dir: args.models_dir.clone(),
         tile_size: args.tile_size,

@@ -56,7 +56,25 @@ pub fn find(name: &str) -> Result<ModelSpec, UpscaleError> {
 
 /// The `.onnx` file of `spec`, looked for in `configured`, `LIVEUP_MODELS_DIR`, then `.deps/models`.
 pub fn onnx_file(spec: &ModelSpec, configured: Option<&Path>) -> Result<PathBuf, UpscaleError> {
+    find_file(spec, configured, spec.onnx.as_deref().unwrap_or_default())
+}
+
+/// The fp16 variant the converter writes beside it (`x.onnx` → `x.fp16.onnx`): fp16 weights and
+/// arithmetic, float32 input and output.
+pub fn onnx_file_fp16(
+    spec: &ModelSpec,
+    configured: Option<&Path>,
+) -> Result<PathBuf, UpscaleError> {
     let file = spec.onnx.as_deref().unwrap_or_default();
+    let half = format!("{}.fp16.onnx", file.strip_suffix(".onnx").unwrap_or(file));
+    find_file(spec, configured, &half)
+}
+
+fn find_file(
+    spec: &ModelSpec,
+    configured: Option<&Path>,
+    file: &str,
+) -> Result<PathBuf, UpscaleError> {
     let mut dirs: Vec<PathBuf> = configured.map(Path::to_path_buf).into_iter().collect();
     if let Some(dir) = std::env::var_os("LIVEUP_MODELS_DIR") {
         dirs.push(PathBuf::from(dir));

@@ -11,8 +11,15 @@ use super::gpu::{cuda_device_count, DeviceChoice};
 use super::models::{self, ModelSpec};
 use super::resize;
 use super::tiling::{self, Tile};
-use super::{runtime, EngineOptions, UpscaleError, Upscaler};
+use super::{runtime, EngineOptions, Precision, UpscaleError, Upscaler};
 use crate::pipeline::frames::Frame;
+
+fn uses_fp16(precision: Precision, accel: Accel) -> bool {
+    match (precision, accel) {
+        (Precision::Fp16, _) | (Precision::Auto, Accel::Cuda(_)) => true,
+        (Precision::Fp32 | Precision::Auto, _) => false,
+    }
+}
 
 /// Where a session runs.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +72,8 @@ impl OnnxUpscaler {
             Some(name) => models::find(name)?,
             None => spec.clone(),
         };
-        let path = models::onnx_file(&network, options.models_dir.as_deref())?;
+        let full = models::onnx_file(&network, options.models_dir.as_deref())?;
+        let half = || models::onnx_file_fp16(&network, options.models_dir.as_deref());
         let environment = runtime::environment(options.ort_library.as_deref())?;
         let trt_cache = options
             .cache_dir
@@ -73,7 +81,13 @@ impl OnnxUpscaler {
             .unwrap_or_else(|| std::env::temp_dir().join("liveup-tensorrt"))
             .join(&network.name);
         let largest = options.tile_size.max(64) + 2 * (options.tile_overlap + spec.reflect_pad);
+        let precision = options.precision;
         let open = |accel: Accel| -> Result<Session, ort::Error> {
+            let path = if uses_fp16(precision, accel) {
+                half().map_err(|e| ort::Error::new(e.to_string()))?
+            } else {
+                full.clone()
+            };
             // ONNX Runtime defaults to one thread per physical core, which on small virtual
             // machines leaves logical cores idle; use them all.
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -164,6 +178,16 @@ impl OnnxUpscaler {
                     (open(Accel::Cpu).map_err(inference)?, "CPU".to_string())
                 }
             },
+        };
+        let accel = match device.split_once(':') {
+            Some(("CUDA", id)) => Accel::Cuda(id.parse().unwrap_or(0)),
+            Some(("TensorRT", id)) => Accel::TensorRt(id.parse().unwrap_or(0)),
+            _ => Accel::Cpu,
+        };
+        let device = if uses_fp16(precision, accel) {
+            format!("{device} fp16")
+        } else {
+            device
         };
         tracing::info!(model = %spec.name, %device, "model loaded");
         Ok(OnnxUpscaler {
