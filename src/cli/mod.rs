@@ -161,6 +161,9 @@ pub struct UpscaleArgs {
     /// The network's arithmetic: auto (fp16 on CUDA, fp32 on the CPU), fp32 or fp16.
     #[arg(long, default_value = "auto")]
     pub precision: crate::upscale::Precision,
+    /// The video encoder: libx264, h264_nvenc or hevc_nvenc (NVENC decodes with NVDEC too).
+    #[arg(long, default_value = "libx264", value_parser = clap::builder::PossibleValuesParser::new(crate::pipeline::ENCODERS))]
+    pub encoder: String,
     /// Length of each HLS segment in seconds.
     #[arg(long, alias = "segment-time", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub segment_seconds: u32,

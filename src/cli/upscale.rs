@@ -26,7 +26,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
         start_segment: 0,
         end_segment: None,
         playlist_name: crate::media::args::PLAYLIST_NAME.to_string(),
-        encoder: EncoderSettings::default(),
+        encoder: EncoderSettings::for_codec(&args.encoder),
         min_free_bytes: 0,
     };
     let tools = Tools::from_env();
