@@ -423,14 +423,18 @@ def to_fp16(model):
 def convert_entry(entry, ncnn_dir, out_dir, skip_existing):
     target = out_dir / entry["onnx"]
     half = out_dir / fp16_name(entry["onnx"])
-    if skip_existing and all(p.is_file() and p.stat().st_size > 0 for p in (target, half)):
+    exists = [skip_existing and p.is_file() and p.stat().st_size > 0 for p in (target, half)]
+    if all(exists):
         return f"{entry['name']}: exists, skipped ({target})"
     model = convert(
         ncnn_dir / entry["param"], ncnn_dir / entry["bin"], entry["name"], entry["scale"], entry["reflect_pad"]
     )
-    save_atomic(model, target)
-    save_atomic(to_fp16(model), half)
-    return f"{entry['name']}: x{entry['scale']}, {len(model.graph.node)} nodes -> {target} (and {half.name})"
+    made = []
+    for path, existing, variant in ((target, exists[0], model), (half, exists[1], None)):
+        if not existing:
+            save_atomic(variant if variant is not None else to_fp16(model), path)
+            made.append(path.name)
+    return f"{entry['name']}: x{entry['scale']}, {len(model.graph.node)} nodes -> {out_dir} ({', '.join(made)})"
 
 
 def parse_args(argv):

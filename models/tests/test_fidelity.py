@@ -169,6 +169,12 @@ def test_skip_existing_leaves_files_alone(tmp_path):
     target.write_bytes(b"placeholder")
     assert convert.main(["--out", str(tmp_path), "--skip-existing", "--only", entry["name"]]) == 0
     assert target.read_bytes() == b"placeholder"
+    # The variant that was missing is made; the one that existed is left alone.
+    half = tmp_path / convert.fp16_name(entry["onnx"])
+    assert half.stat().st_size > 0
+    made = half.stat().st_mtime_ns
+    assert convert.main(["--out", str(tmp_path), "--skip-existing", "--only", entry["name"]]) == 0
+    assert half.stat().st_mtime_ns == made
 
 
 def test_manifest_lists_the_scaler_without_a_model():
