@@ -196,3 +196,22 @@ def test_fp16_variant_matches_fp32(models_dir, name):
     psnr = peak_signal_noise_ratio(full, ours, data_range=255)
     print(f"\n{name} fp16 vs fp32: PSNR {psnr:.2f} dB")
     assert psnr >= MIN_PSNR_DB, f"{name}: fp16 at {psnr:.2f} dB < {MIN_PSNR_DB} dB"
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_MODELS))
+def test_uint8_variant_is_the_fp32_network_with_the_engines_arithmetic(models_dir, name):
+    """The uint8 NHWC variant does in the graph what the engine does around the fp32 network
+    (scale, reflect pad, crop, clamp, round): the same 8-bit frame, to within one level."""
+    entry = ONNX_MODELS[name]
+    path = models_dir / convert.uint8_name(entry["onnx"])
+    assert path.is_file(), f"{path} is missing: run scripts/setup"
+    u8 = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in u8.get_inputs()] == [("frame", "tensor(uint8)")]
+    assert [(o.name, o.type) for o in u8.get_outputs()] == [("upscaled", "tensor(uint8)")]
+    image = photo(90, 160)
+    full = onnx_upscale(session(models_dir, name), image, entry["scale"], entry["reflect_pad"])
+    ours = u8.run(["upscaled"], {"frame": image[None]})[0][0]
+    assert ours.shape == full.shape == (90 * entry["scale"], 160 * entry["scale"], 3)
+    difference = np.abs(ours.astype(int) - full.astype(int)).max()
+    print(f"\n{name} uint8 graph vs fp32 + host arithmetic: max difference {difference}")
+    assert difference <= 1
