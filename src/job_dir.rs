@@ -11,7 +11,7 @@
 //!
 //! The final file lives under `output_root`; while it is written it is `<final>.partial`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub const JOB_FILE: &str = "job.json";
@@ -57,15 +57,10 @@ impl JobDir {
         self.0.join(rung_segment_name(index, rung))
     }
 
-    /// The segments of every lower rung in the folder, by rung name (listed once per job).
-    pub fn rung_segments_on_disk(&self) -> std::collections::BTreeMap<String, BTreeSet<u32>> {
-        let mut rungs = std::collections::BTreeMap::<String, BTreeSet<u32>>::new();
-        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            if let Some((index, rung)) = entry.file_name().to_str().and_then(rung_segment_index) {
-                rungs.entry(rung).or_default().insert(index);
-            }
-        }
-        rungs
+    /// The MPEG-TS segments of every lower rung in the folder, by rung name (listed once per
+    /// job).
+    pub fn rung_segments_on_disk(&self) -> BTreeMap<String, BTreeSet<u32>> {
+        self.tracks_on_disk(rung_segment_index)
     }
 
     pub fn cmaf_segment(&self, index: u32, track: &str) -> PathBuf {
@@ -77,10 +72,17 @@ impl JobDir {
     }
 
     /// The CMAF segments in the folder, by track (a rung's name, or `audio`).
-    pub fn cmaf_segments_on_disk(&self) -> std::collections::BTreeMap<String, BTreeSet<u32>> {
-        let mut tracks = std::collections::BTreeMap::<String, BTreeSet<u32>>::new();
+    pub fn cmaf_segments_on_disk(&self) -> BTreeMap<String, BTreeSet<u32>> {
+        self.tracks_on_disk(cmaf_segment_index)
+    }
+
+    fn tracks_on_disk(
+        &self,
+        parse: fn(&str) -> Option<(u32, String)>,
+    ) -> BTreeMap<String, BTreeSet<u32>> {
+        let mut tracks = BTreeMap::<String, BTreeSet<u32>>::new();
         for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            if let Some((index, track)) = entry.file_name().to_str().and_then(cmaf_segment_index) {
+            if let Some((index, track)) = entry.file_name().to_str().and_then(parse) {
                 tracks.entry(track).or_default().insert(index);
             }
         }
@@ -107,11 +109,27 @@ pub fn segment_name(index: u32) -> String {
 
 /// `segment_00042.ts` → 42 (digits only, at least one).
 pub fn segment_index(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("segment_")?.strip_suffix(".ts")?;
+    index_of(name.strip_suffix(".ts")?)
+}
+
+/// `segment_00042` → 42 (digits only, at least one).
+fn index_of(stem: &str) -> Option<u32> {
+    let digits = stem.strip_prefix("segment_")?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
+}
+
+/// `segment_00042.<track><extension>` → (42, track), for a track `accept` takes.
+fn track_segment_index(
+    name: &str,
+    extension: &str,
+    accept: fn(&str) -> bool,
+) -> Option<(u32, String)> {
+    let (stem, track) = name.strip_suffix(extension)?.split_once('.')?;
+    accept(track).then_some(())?;
+    Some((index_of(stem)?, track.to_string()))
 }
 
 pub fn rung_segment_name(index: u32, rung: &str) -> String {
@@ -120,10 +138,7 @@ pub fn rung_segment_name(index: u32, rung: &str) -> String {
 
 /// `segment_00042.480p.ts` → (42, "480p").
 pub fn rung_segment_index(name: &str) -> Option<(u32, String)> {
-    let (stem, rung) = name.strip_suffix(".ts")?.split_once('.')?;
-    crate::ladder::height_of(rung)?;
-    let index = segment_index(&format!("{stem}.ts"))?;
-    Some((index, rung.to_string()))
+    track_segment_index(name, ".ts", |rung| crate::ladder::height_of(rung).is_some())
 }
 
 /// The CMAF track holding the sound.
@@ -144,12 +159,7 @@ pub fn is_track(name: &str) -> bool {
 
 /// `segment_00042.480p.m4s` → (42, "480p"); `segment_00042.audio.m4s` → (42, "audio").
 pub fn cmaf_segment_index(name: &str) -> Option<(u32, String)> {
-    let (stem, track) = name.strip_suffix(".m4s")?.split_once('.')?;
-    if !is_track(track) {
-        return None;
-    }
-    let index = segment_index(&format!("{stem}.ts"))?;
-    Some((index, track.to_string()))
+    track_segment_index(name, ".m4s", is_track)
 }
 
 /// Where the final file `output` is written until it is whole.

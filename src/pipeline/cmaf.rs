@@ -234,7 +234,7 @@ pub fn staging(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{}.partial", file_name(path)))
 }
 
-fn file_name(path: &Path) -> String {
+pub fn file_name(path: &Path) -> String {
     path.file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }

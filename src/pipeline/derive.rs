@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::cmaf;
+use super::cmaf::{self, file_name, staging};
 use crate::job_dir::{JobDir, AUDIO_TRACK};
 use crate::media::{check, process, Tools};
 
@@ -79,6 +79,28 @@ fn encode_args(top: &Path, rung: &RungTarget, with_audio: bool) -> Vec<OsString>
     args
 }
 
+/// The upscaled segment `index`: its path, its frame count, and where its video and audio start.
+struct Upscaled {
+    path: PathBuf,
+    frames: u64,
+    video_start: f64,
+    audio_start: Option<f64>,
+}
+
+fn upscaled(tools: &Tools, dir: &JobDir, index: u32) -> Result<Upscaled, String> {
+    let path = dir.segment(index);
+    let frames = check::read_back(tools, &path)
+        .map_err(|e| format!("{} cannot be read: {e}", file_name(&path)))?
+        .video_packets;
+    let (video_start, audio_start) = cmaf::stream_starts(tools, &path)?;
+    Ok(Upscaled {
+        path,
+        frames,
+        video_start,
+        audio_start,
+    })
+}
+
 /// Makes segment `index` of CMAF track `rung` from the upscaled segment of the same moment.
 pub fn derive_cmaf_segment(
     tools: &Tools,
@@ -87,23 +109,17 @@ pub fn derive_cmaf_segment(
     rung: &str,
     target: &RungTarget,
 ) -> Result<(), String> {
-    let top = dir.segment(index);
-    let expected = check::read_back(tools, &top)
-        .map_err(|e| format!("{} cannot be read: {e}", file_name(&top)))?;
-    let (video_start, _) = cmaf::stream_starts(tools, &top)?;
+    let top = upscaled(tools, dir, index)?;
     let out = dir.cmaf_segment(index, rung);
-    let encoded = cmaf::staging(&out).with_extension("mp4");
+    let encoded = staging(&out).with_extension("mp4");
     let mut command = tools.ffmpeg_command();
-    command.args(derive_cmaf_args(&top, &encoded, target));
+    command.args(derive_cmaf_args(&top.path, &encoded, target));
     let made = process::output("ffmpeg", command)
         .map_err(|e| e.to_string())
-        .and_then(|_| cmaf::piece(&encoded, video_start));
+        .and_then(|_| cmaf::piece(&encoded, top.video_start))
+        .and_then(|piece| check_piece(tools, &piece, &out, top.frames).map(|()| piece));
     let _ = std::fs::remove_file(&encoded);
-    let piece = made.and_then(|piece| {
-        check_piece(tools, &piece, &out, expected.video_packets)?;
-        Ok(piece)
-    });
-    store_pieces(dir, &[(rung, index, piece)])
+    made.and_then(|piece| store_pieces(dir, &[(rung, index, &piece)]))
         .map_err(|e| format!("{} came out damaged: {e}", file_name(&out)))
 }
 
@@ -115,45 +131,43 @@ pub fn remux_top_segment(
     index: u32,
     top_name: &str,
 ) -> Result<bool, String> {
-    let top = dir.segment(index);
-    let expected = check::read_back(tools, &top)
-        .map_err(|e| format!("{} cannot be read: {e}", file_name(&top)))?;
-    let (video_start, audio_start) = cmaf::stream_starts(tools, &top)?;
+    let top = upscaled(tools, dir, index)?;
     let out = dir.cmaf_segment(index, top_name);
-    let video = cmaf::staging(&out).with_extension("mp4");
-    let audio_out = dir.cmaf_segment(index, AUDIO_TRACK);
-    let audio = audio_start.map(|_| cmaf::staging(&audio_out).with_extension("mp4"));
+    let video = staging(&out).with_extension("mp4");
+    let audio = top
+        .audio_start
+        .map(|_| staging(&dir.cmaf_segment(index, AUDIO_TRACK)).with_extension("mp4"));
     let mut command = tools.ffmpeg_command();
-    command.args(cmaf::remux_args(&top, &video, audio.as_deref()));
-    let ran = process::output("ffmpeg", command).map_err(|e| e.to_string());
-    let pieces = ran.and_then(|_| {
-        let video_piece = cmaf::piece(&video, video_start)?;
-        check_piece(tools, &video_piece, &out, expected.video_packets)?;
-        let audio_piece = match (&audio, audio_start) {
-            (Some(path), Some(start)) => Some(cmaf::piece(path, start)?),
-            _ => None,
-        };
-        Ok((video_piece, audio_piece))
-    });
+    command.args(cmaf::remux_args(&top.path, &video, audio.as_deref()));
+    let made = process::output("ffmpeg", command)
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            let video_piece = cmaf::piece(&video, top.video_start)?;
+            check_piece(tools, &video_piece, &out, top.frames)?;
+            let audio_piece = match (&audio, top.audio_start) {
+                (Some(path), Some(start)) => Some(cmaf::piece(path, start)?),
+                _ => None,
+            };
+            Ok((video_piece, audio_piece))
+        });
     for path in [Some(&video), audio.as_ref()].into_iter().flatten() {
         let _ = std::fs::remove_file(path);
     }
-    let (video_piece, audio_piece) =
-        pieces.map_err(|e| format!("{} came out damaged: {e}", file_name(&out)))?;
-    let has_audio = audio_piece.is_some();
+    let damaged = |e: String| format!("{} came out damaged: {e}", file_name(&out));
+    let (video_piece, audio_piece) = made.map_err(damaged)?;
     // The sound first: a video segment on disk means its moment is whole in every track.
     let mut stored = Vec::new();
-    if let Some(piece) = audio_piece {
-        stored.push((AUDIO_TRACK, index, Ok(piece)));
+    if let Some(piece) = &audio_piece {
+        stored.push((AUDIO_TRACK, index, piece));
     }
-    stored.push((top_name, index, Ok(video_piece)));
-    store_pieces(dir, &stored).map_err(|e| format!("{} came out damaged: {e}", file_name(&out)))?;
-    Ok(has_audio)
+    stored.push((top_name, index, &video_piece));
+    store_pieces(dir, &stored).map_err(damaged)?;
+    Ok(audio_piece.is_some())
 }
 
 /// Played as init + media, the piece has the top segment's frames, a keyframe first.
 fn check_piece(tools: &Tools, piece: &cmaf::Piece, out: &Path, frames: u64) -> Result<(), String> {
-    let joined = cmaf::staging(out).with_extension("check.mp4");
+    let joined = staging(out).with_extension("check.mp4");
     let written = std::fs::write(
         &joined,
         [piece.init.as_slice(), piece.media.as_slice()].concat(),
@@ -161,7 +175,11 @@ fn check_piece(tools: &Tools, piece: &cmaf::Piece, out: &Path, frames: u64) -> R
     .map_err(|e| format!("cannot write it: {e}"));
     let contents = written.and_then(|()| check::read_back(tools, &joined));
     let _ = std::fs::remove_file(&joined);
-    let contents = contents?;
+    whole(contents?, frames)
+}
+
+/// As many frames as the upscaled segment, a keyframe first.
+fn whole(contents: check::Contents, frames: u64) -> Result<(), String> {
     if contents.video_packets != frames {
         return Err(format!(
             "it has {} frames where the upscaled segment has {frames}",
@@ -175,12 +193,8 @@ fn check_piece(tools: &Tools, piece: &cmaf::Piece, out: &Path, frames: u64) -> R
 }
 
 /// Writes each track's init segment (the first time) and media segment, whole or not at all.
-fn store_pieces(
-    dir: &JobDir,
-    pieces: &[(&str, u32, Result<cmaf::Piece, String>)],
-) -> Result<(), String> {
+fn store_pieces(dir: &JobDir, pieces: &[(&str, u32, &cmaf::Piece)]) -> Result<(), String> {
     for (track, index, piece) in pieces {
-        let piece = piece.as_ref().map_err(Clone::clone)?;
         let init = dir.cmaf_init(track);
         if !init.is_file() {
             cmaf::write_whole(&init, &piece.init)?;
@@ -199,38 +213,20 @@ pub fn derive_segment(
 ) -> Result<(), String> {
     let expected = check::read_back(tools, top)
         .map_err(|e| format!("{} cannot be read: {e}", file_name(top)))?;
-    let staging = staging_path(out);
+    let partial = staging(out);
     let mut command = tools.ffmpeg_command();
-    command.args(derive_args(top, &staging, rung));
-    let made = process::output("ffmpeg", command)
+    command.args(derive_args(top, &partial, rung));
+    let result = process::output("ffmpeg", command)
         .map_err(|e| e.to_string())
-        .and_then(|_| check::read_back(tools, &staging));
-    let result = match made {
-        Ok(contents) if contents.video_packets != expected.video_packets => Err(format!(
-            "it has {} frames where {} has {}",
-            contents.video_packets,
-            file_name(top),
-            expected.video_packets
-        )),
-        Ok(contents) if !contents.starts_with_keyframe => {
-            Err("it does not start with a keyframe".to_string())
-        }
-        Ok(_) => std::fs::rename(&staging, out).map_err(|e| format!("cannot rename it: {e}")),
-        Err(e) => Err(e),
-    };
+        .and_then(|_| check::read_back(tools, &partial))
+        .and_then(|contents| whole(contents, expected.video_packets))
+        .and_then(|()| {
+            std::fs::rename(&partial, out).map_err(|e| format!("cannot rename it: {e}"))
+        });
     if result.is_err() {
-        let _ = std::fs::remove_file(&staging);
+        let _ = std::fs::remove_file(&partial);
     }
     result.map_err(|e| format!("{} came out damaged: {e}", file_name(out)))
-}
-
-fn staging_path(out: &Path) -> PathBuf {
-    out.with_file_name(format!(".{}.partial", file_name(out)))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
