@@ -76,30 +76,6 @@ impl Film<'_> {
     }
 }
 
-/// Every segment of the top rung, made or not, and the end: a VOD playlist.
-pub fn vod(count: u32, segment_seconds: u32, total_seconds: f64) -> String {
-    Film {
-        count,
-        segment_seconds,
-        total_seconds,
-        rung: None,
-        cmaf: false,
-    }
-    .vod()
-}
-
-/// The top rung's segments made so far without a gap from the start; the end once all are made.
-pub fn event(ready: u32, count: u32, segment_seconds: u32, total_seconds: f64) -> String {
-    Film {
-        count,
-        segment_seconds,
-        total_seconds,
-        rung: None,
-        cmaf: false,
-    }
-    .event(ready)
-}
-
 /// One rung as a master playlist lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
@@ -163,6 +139,30 @@ pub fn run(first: u32, made: &[f64], segment_seconds: u32, ended: bool) -> Strin
 mod tests {
     use super::*;
     use crate::hls::MediaPlaylist;
+
+    /// Every segment of the top rung, made or not, and the end: a VOD playlist.
+    fn vod(count: u32, segment_seconds: u32, total_seconds: f64) -> String {
+        Film {
+            count,
+            segment_seconds,
+            total_seconds,
+            rung: None,
+            cmaf: false,
+        }
+        .vod()
+    }
+
+    /// The top rung's segments made so far without a gap from the start; the end once all are made.
+    fn event(ready: u32, count: u32, segment_seconds: u32, total_seconds: f64) -> String {
+        Film {
+            count,
+            segment_seconds,
+            total_seconds,
+            rung: None,
+            cmaf: false,
+        }
+        .event(ready)
+    }
 
     #[test]
     fn the_vod_playlist_lists_the_whole_film_with_a_short_last_segment() {

@@ -293,16 +293,29 @@ impl Variants {
         })
     }
 
-    /// Whether `rung` is one of job `id`'s lower rungs (made, being made or failed).
+    /// Whether `rung` (or `audio`) is one of job `id`'s tracks (made, being made or failed).
+    /// Reads the job's folder the first time; see [`Variants::knows`] for memory only.
     pub fn has_rung(&self, id: &str, rung: &str) -> bool {
-        let Some(job) = self.job(id) else {
+        self.job(id)
+            .is_some_and(|job| has_track(&job.state.lock().unwrap(), rung))
+    }
+
+    /// [`Variants::has_rung`] from memory; `None` until the job's rungs are loaded.
+    pub fn knows(&self, id: &str, rung: &str) -> Option<bool> {
+        let job = self.jobs.lock().unwrap().get(id).cloned()?;
+        let known = has_track(&job.state.lock().unwrap(), rung);
+        Some(known)
+    }
+
+    /// Whether segment `index` of `track` is made, from memory.
+    pub fn is_made(&self, id: &str, track: &str, index: u32) -> bool {
+        let Some(job) = self.jobs.lock().unwrap().get(id).cloned() else {
             return false;
         };
         let state = job.state.lock().unwrap();
-        if rung == AUDIO_TRACK {
-            return state.has_audio != Some(false) && state.rungs.values().any(|r| r.remux);
-        }
-        ladder::height_of(rung).is_some_and(|height| state.rungs.contains_key(&height))
+        Variants::height_of_track(&state, track)
+            .and_then(|height| state.rungs.get(&height))
+            .is_some_and(|r| r.made.contains(&index))
     }
 
     /// The rung a track's segments are made with: the repackaged one for the sound.
@@ -870,6 +883,13 @@ fn next_segment(state: &mut JobRungs, top: &BTreeSet<u32>) -> Option<(u32, u32)>
                 .find(|i| !r.made.contains(i))
                 .map(|&index| (height, index))
         })
+}
+
+fn has_track(state: &JobRungs, track: &str) -> bool {
+    if track == AUDIO_TRACK {
+        return state.has_audio != Some(false) && state.rungs.values().any(|r| r.remux);
+    }
+    ladder::height_of(track).is_some_and(|height| state.rungs.contains_key(&height))
 }
 
 fn state_name(state: VariantState) -> &'static str {

@@ -178,12 +178,17 @@ async fn handle(
     | Asked::TrackSegment { track: rung, .. }
     | Asked::TrackInit { track: rung } = &asked
     {
-        // The first question about a job's rungs reads its folder.
-        let variants = Arc::clone(&state.variants);
-        let (id, name) = (job.clone(), rung.clone());
-        let known = tokio::task::spawn_blocking(move || variants.has_rung(&id, &name))
-            .await
-            .unwrap_or(false);
+        let known = match state.variants.knows(&job, rung) {
+            Some(known) => known,
+            // The first question about a job's rungs reads its folder.
+            None => {
+                let variants = Arc::clone(&state.variants);
+                let (id, name) = (job.clone(), rung.clone());
+                tokio::task::spawn_blocking(move || variants.has_rung(&id, &name))
+                    .await
+                    .unwrap_or(false)
+            }
+        };
         if !known {
             return Ok(hls_files::not_found());
         }
@@ -200,7 +205,9 @@ async fn handle(
         Asked::Dash => {
             ladder_reply(&state, &job, query.get("profile"), &method, Manifest::Dash).await
         }
-        Asked::TrackPlaylist { track } => track_playlist_reply(&state, &job, &track, &method).await,
+        Asked::TrackPlaylist { track } => {
+            playlist_reply(&state, &job, Some(&track), true, false, &method).await
+        }
         Asked::TrackSegment { track, index } => {
             rung_segment_reply(&state, &job, &file, &track, index, &method, &headers).await
         }
@@ -214,11 +221,9 @@ async fn handle(
             rung: Some(rung),
             index,
         } => rung_segment_reply(&state, &job, &file, &rung, index, &method, &headers).await,
-        Asked::Playlist { rung: None, .. } => playlist_reply(&state, &job, &file, &method).await,
-        Asked::Playlist {
-            rung: Some(rung),
-            live,
-        } => rung_playlist_reply(&state, &job, &rung, live, &method).await,
+        Asked::Playlist { rung, live } => {
+            playlist_reply(&state, &job, rung.as_deref(), false, live, &method).await
+        }
     };
     if let Some(session) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
         reply.headers_mut().insert("x-liveup-session", session);
@@ -252,26 +257,13 @@ fn not_ready(code: &str, message: &str) -> Response {
     response
 }
 
-async fn playlist_reply(state: &Arc<AppState>, job: &str, file: &str, method: &Method) -> Response {
-    let (total, count) = match timeline(state, job).await {
-        Ok(known) => known,
-        Err(answer) => return answer,
-    };
-    let seconds = state.config.segment_seconds;
-    let text = if file == "index.m3u8" {
-        write::vod(count, seconds, total)
-    } else {
-        let made = state.manager.made(job).unwrap_or_default();
-        let ready = (0..).take_while(|i| made.contains(i)).count() as u32;
-        write::event(ready, count, seconds, total)
-    };
-    playlist_response(text, method)
-}
-
-async fn rung_playlist_reply(
+/// A rung's playlist (the upscaled one's for `rung: None`), MPEG-TS or a CMAF track's: the
+/// whole film (VOD), or `live`, the segments made without a gap from the start.
+async fn playlist_reply(
     state: &Arc<AppState>,
     job: &str,
-    rung: &str,
+    rung: Option<&str>,
+    cmaf: bool,
     live: bool,
     method: &Method,
 ) -> Response {
@@ -283,13 +275,16 @@ async fn rung_playlist_reply(
         count,
         segment_seconds: state.config.segment_seconds,
         total_seconds: total,
-        rung: Some(rung),
-        cmaf: false,
+        rung,
+        cmaf,
     };
-    let text = if live {
-        film.event(state.variants.contiguous(job, rung))
-    } else {
-        film.vod()
+    let text = match (live, rung) {
+        (false, _) => film.vod(),
+        (true, Some(rung)) => film.event(state.variants.contiguous(job, rung)),
+        (true, None) => {
+            let made = state.manager.made(job).unwrap_or_default();
+            film.event((0..).take_while(|i| made.contains(i)).count() as u32)
+        }
     };
     playlist_response(text, method)
 }
@@ -413,26 +408,6 @@ fn dash_manifest(ladder: &Ladder, total: f64, segment_seconds: u32) -> dash::Man
     }
 }
 
-async fn track_playlist_reply(
-    state: &Arc<AppState>,
-    job: &str,
-    track: &str,
-    method: &Method,
-) -> Response {
-    let (total, count) = match timeline(state, job).await {
-        Ok(known) => known,
-        Err(answer) => return answer,
-    };
-    let film = write::Film {
-        count,
-        segment_seconds: state.config.segment_seconds,
-        total_seconds: total,
-        rung: Some(track),
-        cmaf: true,
-    };
-    playlist_response(film.vod(), method)
-}
-
 /// A track's init segment is written with its first media segment: waited for like one.
 async fn init_reply(
     state: &Arc<AppState>,
@@ -502,14 +477,7 @@ async fn segment_reply(
             return answer;
         }
     }
-    let root = &state.config.hls_root;
-    let Some(resolved) = hls_files::resolve(root, job, file) else {
-        return hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file");
-    };
-    match hls_files::open_confined(root, &resolved, hls_files::body_to_read(method)).await {
-        Ok(opened) => hls_files::respond(opened, resolved.kind, method, headers).await,
-        Err(_) => hls_files::json_error(StatusCode::NOT_FOUND, "not_found", "no such file"),
-    }
+    serve_file(state, job, file, method, headers).await
 }
 
 async fn rung_segment_reply(
@@ -521,8 +489,10 @@ async fn rung_segment_reply(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    if let Err(answer) = wait_for_rung_segment(state, job, rung, index).await {
-        return answer;
+    if !state.variants.is_made(job, rung, index) {
+        if let Err(answer) = wait_for_rung_segment(state, job, rung, index).await {
+            return answer;
+        }
     }
     serve_file(state, job, file, method, headers).await
 }
