@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use super::ServeArgs;
 use crate::config::Config;
 use crate::jellyfin::JellyfinClient;
-use crate::jobs::variants::Variants;
+use crate::jobs::variants::{LadderSettings, Variants};
 use crate::jobs::{intake, JobManager, ManagerSettings, Priority};
 use crate::media::Tools;
 use crate::server::{self, AppState};
@@ -53,6 +53,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for root in [&config.hls_root, &config.output_root] {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     }
+    let (devices, jobs_per_device) = config.slots();
     let manager = JobManager::new(
         ManagerSettings {
             hls_root: config.hls_root.clone(),
@@ -60,8 +61,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             model: config.model.clone(),
             engine,
             segment_seconds: config.segment_seconds,
-            devices: config.slots().0,
-            jobs_per_device: config.slots().1,
+            devices,
+            jobs_per_device,
             jit_restart_seconds: config.jit_restart_seconds as f64,
             throttle_ahead_seconds: config.throttle_ahead_seconds as f64,
             session_timeout: std::time::Duration::from_secs(config.session_timeout_seconds),
@@ -82,13 +83,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()?;
+    let ladders = LadderSettings {
+        format: config.segment_format,
+        profiles: config.profiles.clone(),
+        default_profile: config.default_profile.clone(),
+        lock_seconds: config.variant_lock_seconds,
+    };
     let variants = Variants::new(
         Arc::clone(&manager),
         Tools::from_env(),
-        config.segment_format,
-        config.profiles.clone(),
-        config.default_profile.clone(),
-        config.variant_lock_seconds,
+        ladders,
         runtime.handle().clone(),
     );
     let generations = variants.recover();

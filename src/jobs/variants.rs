@@ -140,13 +140,19 @@ struct Job {
     wake: Notify,
 }
 
+/// What the configuration says of ladders.
+#[derive(Debug, Clone)]
+pub struct LadderSettings {
+    pub format: SegmentFormat,
+    pub profiles: BTreeMap<String, Vec<Rung>>,
+    pub default_profile: String,
+    pub lock_seconds: u64,
+}
+
 pub struct Variants {
     manager: Arc<JobManager>,
     tools: Tools,
-    format: SegmentFormat,
-    profiles: BTreeMap<String, Vec<Rung>>,
-    default_profile: String,
-    lock_seconds: u64,
+    settings: LadderSettings,
     holder: String,
     runtime: tokio::runtime::Handle,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
@@ -154,23 +160,16 @@ pub struct Variants {
 }
 
 impl Variants {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         manager: Arc<JobManager>,
         tools: Tools,
-        format: SegmentFormat,
-        profiles: BTreeMap<String, Vec<Rung>>,
-        default_profile: String,
-        lock_seconds: u64,
+        settings: LadderSettings,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Variants> {
         Arc::new(Variants {
             manager,
             tools,
-            format,
-            profiles,
-            default_profile,
-            lock_seconds,
+            settings,
             holder: holder_name(),
             runtime,
             jobs: Mutex::new(HashMap::new()),
@@ -211,18 +210,24 @@ impl Variants {
     ) -> Result<Ladder, VariantError> {
         let name = profile
             .filter(|p| !p.is_empty())
-            .unwrap_or(&self.default_profile);
-        let wanted = if name.is_empty() {
-            Vec::new()
-        } else {
-            self.profiles
-                .get(name)
-                .cloned()
-                .ok_or_else(|| VariantError::NoProfile {
-                    asked: name.to_string(),
-                    known: self.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+            .unwrap_or(&self.settings.default_profile);
+        let wanted =
+            if name.is_empty() {
+                Vec::new()
+            } else {
+                self.settings.profiles.get(name).cloned().ok_or_else(|| {
+                    VariantError::NoProfile {
+                        asked: name.to_string(),
+                        known: self
+                            .settings
+                            .profiles
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }
                 })?
-        };
+            };
         let job = self
             .job(id)
             .ok_or_else(|| VariantError::NoJob(id.to_string()))?;
@@ -244,7 +249,7 @@ impl Variants {
         let format = if repackaging_failed {
             SegmentFormat::Ts
         } else {
-            self.format
+            self.settings.format
         };
         let mut video = Vec::new();
         if format == SegmentFormat::Ts {
@@ -253,7 +258,11 @@ impl Variants {
                 facts: top.clone(),
             });
         }
-        for (height, facts) in ready.iter().rev().filter(|_| format == self.format) {
+        for (height, facts) in ready
+            .iter()
+            .rev()
+            .filter(|_| format == self.settings.format)
+        {
             video.push(Track {
                 name: ladder::rung_name(*height),
                 facts: facts.clone(),
@@ -407,7 +416,7 @@ impl Variants {
         }
         let record = self.manager.record(id)?;
         let dir = self.manager.job_dir(id);
-        let on_disk = match self.format {
+        let on_disk = match self.settings.format {
             SegmentFormat::Ts => dir.rung_segments_on_disk(),
             SegmentFormat::Fmp4 => dir.cmaf_segments_on_disk(),
         };
@@ -448,10 +457,11 @@ impl Variants {
         }
         let made = self.manager.made(id).unwrap_or_default();
         let dir = self.manager.job_dir(id);
+        let duration = self.durations(id);
         let files: Vec<(PathBuf, f64)> = made
             .iter()
             .take(MEASURED_SEGMENTS)
-            .map(|&i| (dir.segment(i), self.segment_seconds(id, i)))
+            .map(|&i| (dir.segment(i), duration(i)))
             .collect();
         let first = files.first().map(|(path, _)| path.clone());
         let facts = first
@@ -464,17 +474,18 @@ impl Variants {
         Ok(facts)
     }
 
-    fn segment_seconds(&self, id: &str, index: u32) -> f64 {
+    /// Each segment's length in job `id`, read from its record once.
+    fn durations(&self, id: &str) -> impl Fn(u32) -> f64 {
         let record = self.manager.record(id);
         let seconds = record.as_ref().map_or(6, |r| r.segment_seconds);
-        match (
-            record.and_then(|r| r.source_duration_seconds),
-            self.count(id),
-        ) {
-            (Some(total), Some(count)) => {
+        let timeline = record
+            .and_then(|r| r.source_duration_seconds)
+            .zip(self.count(id));
+        move |index| match timeline {
+            Some((total, count)) => {
                 crate::hls::write::segment_duration(index, count, seconds, total)
             }
-            _ => f64::from(seconds),
+            None => f64::from(seconds),
         }
     }
 
@@ -486,7 +497,7 @@ impl Variants {
     /// repackaged too); true when any was added.
     fn add_rungs(&self, id: &str, job: &Job, plan: &[Rung], top_height: u32) -> bool {
         let mut plan: Vec<(Rung, bool)> = plan.iter().map(|r| (*r, false)).collect();
-        if self.format == SegmentFormat::Fmp4 {
+        if self.settings.format == SegmentFormat::Fmp4 {
             let top = Rung {
                 height: top_height,
                 kbps: 0,
@@ -539,19 +550,20 @@ impl Variants {
     fn ready_rungs(&self, id: &str, job: &Job, count: Option<u32>) -> Vec<(u32, Facts)> {
         let first = READY_SEGMENTS.min(count.unwrap_or(READY_SEGMENTS));
         let dir = self.manager.job_dir(id);
+        let duration = self.durations(id);
         let files = |name: &str, made: &BTreeSet<u32>| -> (PathBuf, Vec<(PathBuf, f64)>) {
             let sized: Vec<(PathBuf, f64)> = made
                 .iter()
                 .take(MEASURED_SEGMENTS)
                 .map(|&i| {
-                    let path = match self.format {
+                    let path = match self.settings.format {
                         SegmentFormat::Ts => dir.rung_segment(i, name),
                         SegmentFormat::Fmp4 => dir.cmaf_segment(i, name),
                     };
-                    (path, self.segment_seconds(id, i))
+                    (path, duration(i))
                 })
                 .collect();
-            let probe = match self.format {
+            let probe = match self.settings.format {
                 SegmentFormat::Ts => sized.first().map(|(p, _)| p.clone()).unwrap_or_default(),
                 SegmentFormat::Fmp4 => dir.cmaf_init(name),
             };
@@ -650,7 +662,7 @@ impl Variants {
         let lock = VariantLock {
             rungs,
             holder: self.holder.clone(),
-            expires_at: now + self.lock_seconds,
+            expires_at: now + self.settings.lock_seconds,
         };
         self.manager
             .update(id, |record| record.variant_lock = Some(lock));
@@ -663,9 +675,9 @@ impl Variants {
             .manager
             .record(id)
             .and_then(|r| r.variant_lock)
-            .is_some_and(|lock| lock.expires_at < now + self.lock_seconds / 2);
+            .is_some_and(|lock| lock.expires_at < now + self.settings.lock_seconds / 2);
         if renew {
-            let expires_at = now + self.lock_seconds;
+            let expires_at = now + self.settings.lock_seconds;
             self.manager.update(id, |record| {
                 if let Some(lock) = &mut record.variant_lock {
                     lock.expires_at = expires_at;
@@ -734,7 +746,7 @@ impl Variants {
             kbps: rung.kbps,
         };
         let attempt_once = || -> Result<Option<bool>, String> {
-            match (self.format, remux) {
+            match (self.settings.format, remux) {
                 (SegmentFormat::Fmp4, true) => {
                     remux_top_segment(&self.tools, &dir, index, &name).map(Some)
                 }
