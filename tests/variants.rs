@@ -25,6 +25,14 @@ fn film(layout: &Layout, name: &str, seconds: f64) -> PathBuf {
     .make(&layout.media.join(name))
 }
 
+/// Triggers a job for `source`; its id.
+fn started(daemon: &Daemon, source: &Path) -> String {
+    daemon.trigger_path(source)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn metric(daemon: &Daemon, name: &str) -> u64 {
     let text = daemon.get("/metrics").body;
     text.lines()
@@ -108,10 +116,7 @@ fn a_profile_gets_its_missing_rungs_made_once_from_the_upscaled_film() {
     let layout = Layout::new();
     let source = film(&layout, "Ladder (2023).mkv", 5.0);
     let daemon = Daemon::start(&layout.config(PROFILES));
-    let id = daemon.trigger_path(&source)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = started(&daemon, &source);
     daemon.wait_complete(&id);
     assert!(
         variants(&daemon, &id).is_empty(),
@@ -238,10 +243,7 @@ fn a_daemon_killed_mid_generation_finishes_it_after_a_restart() {
     let source = film(&layout, "Long Ladder (2022).mkv", 24.0);
     let config = layout.config(PROFILES);
     let mut daemon = Daemon::start(&config);
-    let id = daemon.trigger_path(&source)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = started(&daemon, &source);
     daemon.wait_complete(&id);
     let asked = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
     assert_eq!(asked.status, 200, "{}", asked.body);
@@ -305,10 +307,7 @@ fn a_cmaf_ladder_plays_through_hls_and_dash_from_the_same_files() {
     let daemon = Daemon::start(
         &layout.config("model = \"lanczos\"\n[profiles]\nsmall = [\"72p:200\", \"54p:100\"]\n"),
     );
-    let id = daemon.trigger_path(&source)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = started(&daemon, &source);
     daemon.wait_complete(&id);
     let first = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
     assert_eq!(first.status, 200, "{}", first.body);
@@ -450,10 +449,7 @@ fn a_far_seek_on_a_lower_rung_restarts_the_upscaler_there() {
     let daemon = Daemon::start(
         &layout.config("jit_restart_seconds = 4\n[profiles]\nsmall = [\"54p:100\"]\n"),
     );
-    let id = daemon.trigger_path(&source)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = started(&daemon, &source);
     let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
     assert!(
         master.status == 200 || master.status == 503,
