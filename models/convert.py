@@ -492,7 +492,20 @@ def to_fp16(model):
     with warnings.catch_warnings():
         # Weights below fp16's smallest value become that value: expected, and said per weight.
         warnings.simplefilter("ignore", UserWarning)
-        return float16.convert_float_to_float16(model, keep_io_types=True)
+        half = float16.convert_float_to_float16(model, keep_io_types=True)
+    # When the last node is one it keeps in float32 (Resize, in the x2 and x3 models), it casts
+    # that node's output back to fp16 and leaves the graph's output fp16: cast it to float32.
+    for output in half.graph.output:
+        if output.type.tensor_type.elem_type != TensorProto.FLOAT16:
+            continue
+        inner = output.name + "_fp16"
+        for node in half.graph.node:
+            node.output[:] = [inner if name == output.name else name for name in node.output]
+        half.graph.node.append(
+            helper.make_node("Cast", [inner], [output.name], to=TensorProto.FLOAT, name=output.name + "_to_float")
+        )
+        output.type.tensor_type.elem_type = TensorProto.FLOAT
+    return half
 
 
 def convert_entry(entry, ncnn_dir, out_dir, skip_existing):
@@ -501,6 +514,9 @@ def convert_entry(entry, ncnn_dir, out_dir, skip_existing):
         target: lambda model: model,
         out_dir / fp16_name(entry["onnx"]): to_fp16,
         out_dir / uint8_name(entry["onnx"]): lambda model: to_uint8(model, entry["scale"], entry["reflect_pad"]),
+        out_dir / uint8_name(fp16_name(entry["onnx"])): lambda model: to_uint8(
+            to_fp16(model), entry["scale"], entry["reflect_pad"]
+        ),
     }
     missing = [p for p in variants if not (skip_existing and p.is_file() and p.stat().st_size > 0)]
     if not missing:

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::base_url::base_url;
 use crate::ladder::{self, Rung};
 use crate::path_map::PathMapping;
-use crate::upscale::{models, DeviceChoice, EngineOptions, Precision, DEFAULT_MODEL};
+use crate::upscale::{models, DeviceChoice, EngineOptions, FrameIo, Precision, DEFAULT_MODEL};
 
 const ENV_PREFIX: &str = "LIVEUP_";
 
@@ -112,6 +112,13 @@ pub struct Config {
     /// The network's arithmetic: `auto` (fp16 on CUDA, fp32 on the CPU), `fp32` or `fp16`.
     #[serde(with = "via_string")]
     pub precision: Precision,
+    /// How frames cross into the network: `auto` (as bytes on a GPU, as floats on the CPU),
+    /// `float` or `uint8`.
+    #[serde(with = "via_string")]
+    pub frame_io: FrameIo,
+    /// Frames the network works on at once, each on its own session (uint8 frames only); 0:
+    /// two on a GPU, one on the CPU.
+    pub frames_in_flight: u32,
     /// The upscaled rung's video encoder: `auto` (NVENC when the network runs on an NVIDIA GPU
     /// and ffmpeg has it, else libx264), `libx264`, `h264_nvenc` or `hevc_nvenc`.
     pub encoder: String,
@@ -181,6 +188,8 @@ impl Config {
             jobs_per_device: 1,
             cache_dir: PathBuf::from("./liveup-data/cache"),
             precision: Precision::Auto,
+            frame_io: FrameIo::Auto,
+            frames_in_flight: 0,
         }
     }
 
@@ -423,6 +432,8 @@ impl Config {
             tile_size: self.tile_size,
             cache_dir: Some(self.cache_dir.clone()),
             precision: self.precision,
+            frames: self.frame_io,
+            in_flight: self.frames_in_flight,
             ..EngineOptions::default()
         }
     }
@@ -1095,7 +1106,7 @@ mod tests {
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
              encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n\
-             cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\n",
+             cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\nframe_io = \"uint8\"\nframes_in_flight = 3\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1123,6 +1134,8 @@ mod tests {
         assert_eq!(config.encoder, "hevc_nvenc");
         assert_eq!(config.cache_dir, PathBuf::from("/var/cache/liveup"));
         assert_eq!(config.precision, Precision::Fp16);
+        assert_eq!(config.frame_io, FrameIo::Uint8);
+        assert_eq!(config.frames_in_flight, 3);
         assert_eq!(
             config.slots(),
             (vec![DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)], 2)

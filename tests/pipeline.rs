@@ -126,6 +126,57 @@ fn output_frames_are_the_model_applied_to_the_source_frames() {
     }
 }
 
+/// Two frames in flight on two sessions of the uint8 graph: every frame of the film comes out in
+/// its place, an odd count included (the last pair is half full), the same picture as one frame
+/// at a time with float frames.
+#[test]
+fn frames_in_flight_come_out_in_the_films_order() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = Clip {
+        audio: false,
+        photo: true,
+        seconds: 1.1,
+        ..Clip::default()
+    }
+    .make(&source_dir.path().join("source.mp4"));
+    let outputs = |frames, in_flight| {
+        let run = Run::new();
+        let options = upscale::EngineOptions {
+            frames,
+            in_flight,
+            ..common::cpu()
+        };
+        let mut upscaler = upscale::build(DEFAULT_MODEL, &options).unwrap();
+        assert_eq!(upscaler.in_flight(), in_flight.max(1) as usize);
+        liveup::pipeline::run(
+            &common::tools(),
+            &run.spec(&source, 1),
+            upscaler.as_mut(),
+            &liveup::pipeline::Progress::default(),
+            &liveup::pipeline::Control::default(),
+        )
+        .unwrap();
+        decode_frames(&run.output, None)
+    };
+    let one = outputs(upscale::FrameIo::Float, 1);
+    let two = outputs(upscale::FrameIo::Uint8, 2);
+    assert_eq!(one.len(), 11);
+    assert_eq!(two.len(), one.len());
+    for (index, frame) in two.iter().enumerate() {
+        let same = psnr(frame, &one[index]);
+        let neighbours = [index.checked_sub(1), Some(index + 1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| one.get(n))
+            .map(|n| psnr(frame, n))
+            .fold(0.0, f64::max);
+        assert!(
+            same >= 40.0 && same > neighbours,
+            "frame {index}: {same:.2} dB to its own, {neighbours:.2} dB to a neighbour"
+        );
+    }
+}
+
 #[test]
 fn a_source_without_audio_gives_an_output_without_audio() {
     let run = Run::new();

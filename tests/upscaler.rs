@@ -151,12 +151,19 @@ fn asking_for_cuda_without_a_gpu_is_an_error_not_a_fallback() {
 #[test]
 fn auto_picks_a_device_that_works() {
     let upscaler = upscale::build("realesr-animevideov3-x2", &EngineOptions::default()).unwrap();
-    let expected = if upscale::gpu::cuda_device_count().is_ok() {
-        "CUDA:0"
+    let device = upscaler.device();
+    if upscale::gpu::cuda_device_count().is_ok() {
+        assert!(
+            device.starts_with("TensorRT:0") || device.starts_with("CUDA:0"),
+            "{device}"
+        );
+        assert!(
+            device.ends_with(" uint8"),
+            "a GPU takes frames as bytes: {device}"
+        );
     } else {
-        "CPU"
-    };
-    assert_eq!(upscaler.device(), expected);
+        assert_eq!(device, "CPU");
+    }
 }
 
 /// The fp16 variant through liveup's own engine, on the CPU provider: the same frame as the fp32
@@ -186,4 +193,91 @@ fn the_fp16_variant_matches_fp32_through_the_engine() {
         .unwrap()
         .device();
     assert_eq!(device, "CPU");
+}
+
+fn largest_difference(a: &Frame, b: &Frame) -> u8 {
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The uint8 graphs (padding, clamping and rounding inside the network, I/O bound to host
+/// buffers) give what the float engine gives, whole and in tiles, for the bare x4 network and for
+/// the x2 model (whose graph shrinks the output itself).
+#[test]
+fn uint8_frames_give_the_float_engines_picture() {
+    let input = photo_frame(160, 90);
+    for (model, tile_size) in [
+        ("realesr-animevideov3-x4", 720),
+        ("realesr-animevideov3-x2", 720),
+        ("realesr-animevideov3-x2", 64),
+    ] {
+        let float = EngineOptions {
+            device: upscale::DeviceChoice::Cpu,
+            frames: upscale::FrameIo::Float,
+            tile_size,
+            ..EngineOptions::default()
+        };
+        let bytes = EngineOptions {
+            frames: upscale::FrameIo::Uint8,
+            ..float.clone()
+        };
+        let expected = upscale_with(model, &float, &input);
+        let ours = upscale_with(model, &bytes, &input);
+        let (db, largest) = (psnr(&expected, &ours), largest_difference(&expected, &ours));
+        println!(
+            "{model} tiles {tile_size}: uint8 vs float {db:.2} dB, largest difference {largest}"
+        );
+        assert!(
+            largest <= 1 && db >= 50.0,
+            "{model} tiles {tile_size}: {db:.2} dB"
+        );
+        let device = upscale::build(model, &bytes).unwrap().device();
+        assert_eq!(device, "CPU uint8");
+    }
+}
+
+/// Frames in flight on two sessions come back each in its own output, as one session makes
+/// them, whatever their number.
+#[test]
+fn frames_in_flight_each_get_their_own_picture() {
+    let options = |in_flight| EngineOptions {
+        device: upscale::DeviceChoice::Cpu,
+        frames: upscale::FrameIo::Uint8,
+        in_flight,
+        ..EngineOptions::default()
+    };
+    let inputs: Vec<Frame> = [(96, 54), (96, 54), (96, 54)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(w, h))| {
+            let mut frame = photo_frame(w, h);
+            frame.data.rotate_left(i * 3 * 17);
+            frame
+        })
+        .collect();
+    let one_at_a_time: Vec<Frame> = inputs
+        .iter()
+        .map(|input| upscale_with(upscale::DEFAULT_MODEL, &options(1), input))
+        .collect();
+    let mut two = upscale::build(upscale::DEFAULT_MODEL, &options(2)).unwrap();
+    assert_eq!(two.in_flight(), 2);
+    for count in [1, 2, 3] {
+        let mut outputs: Vec<Frame> = inputs[..count]
+            .iter()
+            .map(|f| Frame::new(f.width * 2, f.height * 2))
+            .collect();
+        let mut pairs: Vec<(&Frame, &mut Frame)> = inputs.iter().zip(outputs.iter_mut()).collect();
+        two.upscale_together(&mut pairs).unwrap();
+        for (index, (ours, expected)) in outputs.iter().zip(&one_at_a_time).enumerate() {
+            assert!(
+                ours.data == expected.data,
+                "frame {index} of {count} in flight differs: {:.2} dB",
+                psnr(ours, expected)
+            );
+        }
+    }
 }

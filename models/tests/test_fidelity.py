@@ -190,6 +190,7 @@ def test_fp16_variant_matches_fp32(models_dir, name):
     assert half_path.is_file(), f"{half_path} is missing: run scripts/setup"
     half = ort.InferenceSession(str(half_path), providers=["CPUExecutionProvider"])
     assert [i.type for i in half.get_inputs()] == ["tensor(float)"], "float32 in, as the fp32 one"
+    assert [o.type for o in half.get_outputs()] == ["tensor(float)"], "float32 out, as the fp32 one"
     image = photo(120, 160)
     full = onnx_upscale(session(models_dir, name), image, entry["scale"], entry["reflect_pad"])
     ours = onnx_upscale(half, image, entry["scale"], entry["reflect_pad"])
@@ -215,3 +216,20 @@ def test_uint8_variant_is_the_fp32_network_with_the_engines_arithmetic(models_di
     difference = np.abs(ours.astype(int) - full.astype(int)).max()
     print(f"\n{name} uint8 graph vs fp32 + host arithmetic: max difference {difference}")
     assert difference <= 1
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_MODELS))
+def test_fp16_uint8_variant_matches_the_fp32_network(models_dir, name):
+    """The GPU's usual graph, fp16 inside with uint8 frames in and out, against the fp32
+    network with the engine's arithmetic on the same frame."""
+    entry = ONNX_MODELS[name]
+    path = models_dir / convert.uint8_name(convert.fp16_name(entry["onnx"]))
+    assert path.is_file(), f"{path} is missing: run scripts/setup"
+    both = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in both.get_inputs()] == [("frame", "tensor(uint8)")]
+    image = photo(120, 160)
+    full = onnx_upscale(session(models_dir, name), image, entry["scale"], entry["reflect_pad"])
+    ours = both.run(["upscaled"], {"frame": image[None]})[0][0]
+    psnr = peak_signal_noise_ratio(full, ours, data_range=255)
+    print(f"\n{name} fp16 uint8 graph vs fp32: PSNR {psnr:.2f} dB")
+    assert psnr >= MIN_PSNR_DB, f"{name}: fp16 uint8 graph at {psnr:.2f} dB < {MIN_PSNR_DB} dB"

@@ -161,6 +161,14 @@ pub struct UpscaleArgs {
     /// The network's arithmetic: auto (fp16 on CUDA, fp32 on the CPU), fp32 or fp16.
     #[arg(long, default_value = "auto")]
     pub precision: crate::upscale::Precision,
+    /// How frames cross into the network: auto (bytes on a GPU, floats on the CPU), float or
+    /// uint8.
+    #[arg(long, default_value = "auto")]
+    pub frame_io: crate::upscale::FrameIo,
+    /// Frames run at once, each on its own session (uint8 frames only); 0: two on a GPU, one on
+    /// the CPU.
+    #[arg(long, default_value_t = 0)]
+    pub in_flight: u32,
     /// The video encoder: libx264, h264_nvenc or hevc_nvenc (NVENC decodes with NVDEC too).
     #[arg(long, default_value = "libx264", value_parser = clap::builder::PossibleValuesParser::new(crate::pipeline::ENCODERS))]
     pub encoder: String,

@@ -12,6 +12,8 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let options = EngineOptions {
         device: args.device,
         precision: args.precision,
+        frames: args.frame_io,
+        in_flight: args.in_flight,
         ort_library: args.ort_library.clone(),
         models_dir: args.models_dir.clone(),
         tile_size: args.tile_size,

@@ -29,7 +29,8 @@ use promote::{Ending, Promoter};
 
 /// Frames in flight per channel; with the pools below this bounds memory to a handful of frames.
 const CHANNEL_DEPTH: usize = 2;
-const POOL_SIZE: usize = CHANNEL_DEPTH + 2;
+/// Frames each pool holds beyond those the upscaler works on at once.
+const POOL_SPARE: usize = CHANNEL_DEPTH + 1;
 /// How often finished segments and free space are looked at while the stages run.
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
@@ -347,8 +348,9 @@ pub fn run(
     let stdin = encoder.stdin.take().expect("encoder stdin is piped");
     let (decoded_tx, decoded_rx) = sync_channel(CHANNEL_DEPTH);
     let (upscaled_tx, upscaled_rx) = sync_channel(CHANNEL_DEPTH);
-    let (free_inputs, give_back_inputs) = frames::pool(POOL_SIZE, in_w, in_h);
-    let (free_outputs, give_back_outputs) = frames::pool(POOL_SIZE, out_w, out_h);
+    let pool_size = POOL_SPARE + upscaler.in_flight().max(1);
+    let (free_inputs, give_back_inputs) = frames::pool(pool_size, in_w, in_h);
+    let (free_outputs, give_back_outputs) = frames::pool(pool_size, out_w, out_h);
     let (stage_ended, stages_ending) = channel::<()>();
 
     std::thread::scope(|scope| {
@@ -480,26 +482,38 @@ fn infer(
     free_outputs: Receiver<Frame>,
     upscaled: SyncSender<Message>,
 ) -> Result<(), PipelineError> {
-    for message in decoded {
-        match message {
+    let together = upscaler.in_flight().max(1);
+    let mut batch: Vec<(Frame, Frame)> = Vec::with_capacity(together);
+    loop {
+        let ended = match decoded.recv().map_err(|_| PipelineError::Aborted)? {
             Message::Frame(frame) => {
-                let mut out = free_outputs.recv().map_err(|_| PipelineError::Aborted)?;
-                let started = Instant::now();
-                upscaler.upscale(&frame, &mut out)?;
-                progress.upscaled_in(started.elapsed());
+                let out = free_outputs.recv().map_err(|_| PipelineError::Aborted)?;
+                batch.push((frame, out));
+                false
+            }
+            Message::End => true,
+        };
+        if batch.len() == together || (ended && !batch.is_empty()) {
+            let started = Instant::now();
+            let mut pairs: Vec<(&Frame, &mut Frame)> = batch
+                .iter_mut()
+                .map(|(input, out)| (&*input, out))
+                .collect();
+            upscaler.upscale_together(&mut pairs)?;
+            progress.upscaled_in(started.elapsed());
+            for (frame, out) in batch.drain(..) {
                 let _ = give_back_inputs.send(frame);
                 upscaled
                     .send(Message::Frame(out))
                     .map_err(|_| PipelineError::Aborted)?;
             }
-            Message::End => {
-                return upscaled
-                    .send(Message::End)
-                    .map_err(|_| PipelineError::Aborted)
-            }
+        }
+        if ended {
+            return upscaled
+                .send(Message::End)
+                .map_err(|_| PipelineError::Aborted);
         }
     }
-    Err(PipelineError::Aborted)
 }
 
 /// The first error any stage hit; recording one kills both ffmpeg children so that every other

@@ -1,12 +1,14 @@
 //! Super-resolution of single frames. The pipeline sees only the [`Upscaler`] trait; behind it
 //! either a network run by ONNX Runtime ([`onnx`]) or ffmpeg's Lanczos scaler ([`lanczos`]).
 
+pub mod bound;
 pub mod gpu;
 pub mod lanczos;
 pub mod models;
 pub mod onnx;
 pub mod resize;
 pub mod runtime;
+pub mod sessions;
 pub mod tiling;
 
 use std::path::PathBuf;
@@ -45,6 +47,21 @@ pub trait Upscaler: Send {
     }
 
     fn upscale(&mut self, input: &Frame, output: &mut Frame) -> Result<(), UpscaleError>;
+
+    /// How many frames [`Upscaler::upscale_together`] works on at once.
+    fn in_flight(&self) -> usize {
+        1
+    }
+
+    /// Upscales each `(input, output)` pair; an engine with several sessions runs them at once.
+    fn upscale_together(
+        &mut self,
+        frames: &mut [(&Frame, &mut Frame)],
+    ) -> Result<(), UpscaleError> {
+        frames
+            .iter_mut()
+            .try_for_each(|(input, output)| self.upscale(input, output))
+    }
 }
 
 /// How an upscaler is set up; every field has a default that works after `scripts/setup`.
@@ -60,6 +77,45 @@ pub struct EngineOptions {
     /// Where TensorRT keeps its engines and timing cache between runs.
     pub cache_dir: Option<PathBuf>,
     pub precision: Precision,
+    pub frames: FrameIo,
+    /// Frames run at once, each on its own session (uint8 graphs only); 0: two on a GPU, one on
+    /// the CPU.
+    pub in_flight: u32,
+}
+
+/// How frames cross into the network: `Float` (the host pads, converts and rounds, as planar
+/// floats), `Uint8` (the graph takes and returns the decoder's bytes), `Auto` (uint8 on a GPU,
+/// where copies are the cost; float on the CPU, where the two are as fast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameIo {
+    Auto,
+    Float,
+    Uint8,
+}
+
+impl std::str::FromStr for FrameIo {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FrameIo, String> {
+        match text {
+            "auto" => Ok(FrameIo::Auto),
+            "float" => Ok(FrameIo::Float),
+            "uint8" => Ok(FrameIo::Uint8),
+            _ => Err(format!(
+                "unknown frame_io {text:?}: use auto, float or uint8"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for FrameIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FrameIo::Auto => "auto",
+            FrameIo::Float => "float",
+            FrameIo::Uint8 => "uint8",
+        })
+    }
 }
 
 /// The network's arithmetic. `Auto`: the fp16 variant on CUDA (half the memory traffic, tensor
@@ -107,6 +163,8 @@ impl Default for EngineOptions {
             tile_overlap: 24,
             cache_dir: None,
             precision: Precision::Auto,
+            frames: FrameIo::Auto,
+            in_flight: 0,
         }
     }
 }
@@ -115,6 +173,27 @@ pub fn build(model: &str, options: &EngineOptions) -> Result<Box<dyn Upscaler>, 
     let spec = models::find(model)?;
     Ok(match spec.kind {
         ModelKind::Scaler => Box::new(lanczos::Lanczos::new(spec.scale)),
-        ModelKind::Onnx => Box::new(onnx::OnnxUpscaler::new(&spec, options)?),
+        ModelKind::Onnx => {
+            let network = match &spec.network {
+                Some(name) => models::find(name)?,
+                None => spec.clone(),
+            };
+            let opened = sessions::open(&spec, &network, options)?;
+            if opened.variant.uint8_frames {
+                Box::new(bound::BoundUpscaler::new(
+                    spec.scale,
+                    options.tile_size,
+                    options.tile_overlap,
+                    opened,
+                ))
+            } else {
+                Box::new(onnx::OnnxUpscaler::new(
+                    &spec,
+                    network.scale,
+                    options,
+                    opened,
+                ))
+            }
+        }
     })
 }

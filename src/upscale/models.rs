@@ -59,15 +59,31 @@ pub fn onnx_file(spec: &ModelSpec, configured: Option<&Path>) -> Result<PathBuf,
     find_file(spec, configured, spec.onnx.as_deref().unwrap_or_default())
 }
 
-/// The fp16 variant the converter writes beside it (`x.onnx` → `x.fp16.onnx`): fp16 weights and
-/// arithmetic, float32 input and output.
-pub fn onnx_file_fp16(
+/// One of the graphs the converter writes beside a model's `.onnx`: fp16 weights and arithmetic
+/// (`x.fp16.onnx`), uint8 NHWC frames in and out with the padding, clamping and rounding inside
+/// (`x.u8.onnx`), or both (`x.fp16.u8.onnx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub fp16: bool,
+    pub uint8_frames: bool,
+}
+
+impl Variant {
+    pub fn file_name(self, onnx: &str) -> String {
+        let stem = onnx.strip_suffix(".onnx").unwrap_or(onnx);
+        let half = if self.fp16 { ".fp16" } else { "" };
+        let bytes = if self.uint8_frames { ".u8" } else { "" };
+        format!("{stem}{half}{bytes}.onnx")
+    }
+}
+
+pub fn onnx_variant(
     spec: &ModelSpec,
     configured: Option<&Path>,
+    variant: Variant,
 ) -> Result<PathBuf, UpscaleError> {
-    let file = spec.onnx.as_deref().unwrap_or_default();
-    let half = format!("{}.fp16.onnx", file.strip_suffix(".onnx").unwrap_or(file));
-    find_file(spec, configured, &half)
+    let file = variant.file_name(spec.onnx.as_deref().unwrap_or_default());
+    find_file(spec, configured, &file)
 }
 
 fn find_file(
@@ -109,6 +125,15 @@ mod tests {
                 assert!(network.scale > spec.scale && network.network.is_none());
             }
         }
+    }
+
+    #[test]
+    fn variants_are_named_as_the_converter_writes_them() {
+        let name = |fp16, uint8_frames| Variant { fp16, uint8_frames }.file_name("m-x4.onnx");
+        assert_eq!(name(false, false), "m-x4.onnx");
+        assert_eq!(name(true, false), "m-x4.fp16.onnx");
+        assert_eq!(name(false, true), "m-x4.u8.onnx");
+        assert_eq!(name(true, true), "m-x4.fp16.u8.onnx");
     }
 
     #[test]

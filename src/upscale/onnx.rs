@@ -2,49 +2,15 @@
 //! output `[1, 3, sH, sW]`. Frames are reflect-padded like the reference implementation, split
 //! into overlapping tiles when large, and clamped to [0, 1] before going back to 8 bits.
 
-use ort::ep;
-use ort::ep::ExecutionProvider;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::gpu::{cuda_device_count, DeviceChoice};
-use super::models::{self, ModelSpec};
+use super::models::ModelSpec;
 use super::resize;
+use super::sessions::Opened;
 use super::tiling::{self, Tile};
-use super::{runtime, EngineOptions, Precision, UpscaleError, Upscaler};
+use super::{EngineOptions, UpscaleError, Upscaler};
 use crate::pipeline::frames::Frame;
-
-fn uses_fp16(precision: Precision, accel: Accel) -> bool {
-    match (precision, accel) {
-        (Precision::Fp16, _) | (Precision::Auto, Accel::Cuda(_)) => true,
-        (Precision::Fp32 | Precision::Auto, _) => false,
-    }
-}
-
-/// Where a session runs.
-#[derive(Debug, Clone, Copy)]
-enum Accel {
-    Cpu,
-    Cuda(u32),
-    TensorRt(u32),
-}
-
-/// TensorRT in fp16, its engines and timing cache kept in `cache` (built once per model, GPU
-/// and size range), one optimisation profile for the tiles liveup feeds (up to `largest` pixels
-/// a side, with their padding).
-fn tensorrt_provider(id: u32, cache: &str, largest: u32) -> ep::TensorRT {
-    let typical = largest.min(720);
-    ep::TensorRT::default()
-        .with_device_id(id as i32)
-        .with_fp16(true)
-        .with_engine_cache(true)
-        .with_engine_cache_path(cache)
-        .with_timing_cache(true)
-        .with_timing_cache_path(cache)
-        .with_profile_min_shapes("input:1x3x16x16")
-        .with_profile_opt_shapes(format!("input:1x3x{typical}x{typical}"))
-        .with_profile_max_shapes(format!("input:1x3x{largest}x{largest}"))
-}
 
 pub struct OnnxUpscaler {
     session: Session,
@@ -67,133 +33,22 @@ pub struct OnnxUpscaler {
 }
 
 impl OnnxUpscaler {
-    pub fn new(spec: &ModelSpec, options: &EngineOptions) -> Result<OnnxUpscaler, UpscaleError> {
-        let network = match &spec.network {
-            Some(name) => models::find(name)?,
-            None => spec.clone(),
-        };
-        let full = models::onnx_file(&network, options.models_dir.as_deref())?;
-        let half = || models::onnx_file_fp16(&network, options.models_dir.as_deref());
-        let environment = runtime::environment(options.ort_library.as_deref())?;
-        let trt_cache = options
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("liveup-tensorrt"))
-            .join(&network.name);
-        let largest = options.tile_size.max(64) + 2 * (options.tile_overlap + spec.reflect_pad);
-        let precision = options.precision;
-        let open = |accel: Accel| -> Result<Session, ort::Error> {
-            let path = if uses_fp16(precision, accel) {
-                half().map_err(|e| ort::Error::new(e.to_string()))?
-            } else {
-                full.clone()
-            };
-            // ONNX Runtime defaults to one thread per physical core, which on small virtual
-            // machines leaves logical cores idle; use them all.
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut builder = Session::builder(environment)?
-                .with_intra_threads(threads)?
-                .with_config_entry("session.intra_op.allow_spinning", "0")?;
-            match accel {
-                Accel::Cpu => {}
-                Accel::Cuda(id) => {
-                    let cuda = ep::CUDA::default()
-                        .with_device_id(id as i32)
-                        .build()
-                        .error_on_failure();
-                    builder = builder.with_execution_providers([cuda])?;
-                }
-                Accel::TensorRt(id) => {
-                    let _ = std::fs::create_dir_all(&trt_cache);
-                    let cache = trt_cache.display().to_string();
-                    let trt = tensorrt_provider(id, &cache, largest)
-                        .build()
-                        .error_on_failure();
-                    // What TensorRT leaves runs on CUDA.
-                    let cuda = ep::CUDA::default().with_device_id(id as i32).build();
-                    builder = builder.with_execution_providers([trt, cuda])?;
-                }
-            }
-            builder.commit_from_file(&path)
-        };
-        let inference = |e: ort::Error| UpscaleError::Inference(format!("{}: {e}", spec.name));
-        let gpu = |device: String, id: u32| {
-            let unavailable = move |reason: String| UpscaleError::Device {
-                device: device.clone(),
-                reason,
-            };
-            let count = cuda_device_count().map_err(&unavailable)?;
-            if id >= count {
-                return Err(unavailable(format!("only {count} CUDA device(s)")));
-            }
-            Ok(unavailable)
-        };
-        let (session, device) = match options.device {
-            DeviceChoice::Cpu => (open(Accel::Cpu).map_err(inference)?, "CPU".to_string()),
-            DeviceChoice::Cuda(id) => {
-                let unavailable = gpu(format!("cuda:{id}"), id)?;
-                let session = open(Accel::Cuda(id)).map_err(|e| unavailable(e.to_string()))?;
-                (session, format!("CUDA:{id}"))
-            }
-            DeviceChoice::TensorRt(id) => {
-                let unavailable = gpu(format!("tensorrt:{id}"), id)?;
-                if !ep::TensorRT::is_available().unwrap_or(false) {
-                    return Err(unavailable(
-                        "this ONNX Runtime has no TensorRT provider (scripts/setup installs the \
-                         GPU build where an NVIDIA driver is)"
-                            .into(),
-                    ));
-                }
-                let session = open(Accel::TensorRt(id)).map_err(|e| {
-                    unavailable(format!(
-                        "{e} (liveup doctor shows whether libnvinfer is found)"
-                    ))
-                })?;
-                (session, format!("TensorRT:{id}"))
-            }
-            DeviceChoice::Auto => match cuda_device_count() {
-                Ok(_) => {
-                    let trt = ep::TensorRT::is_available().unwrap_or(false);
-                    let tried = trt.then(|| open(Accel::TensorRt(0)));
-                    match tried {
-                        Some(Ok(session)) => (session, "TensorRT:0".to_string()),
-                        other => {
-                            if let Some(Err(e)) = other {
-                                tracing::info!("device auto: TensorRT failed ({e}); trying CUDA");
-                            }
-                            match open(Accel::Cuda(0)) {
-                                Ok(session) => (session, "CUDA:0".to_string()),
-                                Err(e) => {
-                                    tracing::info!(
-                                        "device auto: CUDA execution provider failed ({e}); using CPU"
-                                    );
-                                    (open(Accel::Cpu).map_err(inference)?, "CPU".to_string())
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(why) => {
-                    tracing::info!("device auto: {why}; using CPU");
-                    (open(Accel::Cpu).map_err(inference)?, "CPU".to_string())
-                }
-            },
-        };
-        let accel = match device.split_once(':') {
-            Some(("CUDA", id)) => Accel::Cuda(id.parse().unwrap_or(0)),
-            Some(("TensorRT", id)) => Accel::TensorRt(id.parse().unwrap_or(0)),
-            _ => Accel::Cpu,
-        };
-        let device = if uses_fp16(precision, accel) {
-            format!("{device} fp16")
-        } else {
-            device
-        };
-        tracing::info!(model = %spec.name, %device, "model loaded");
-        Ok(OnnxUpscaler {
-            session,
+    /// `opened` holds one session of the float graph of `spec`'s network.
+    pub(super) fn new(
+        spec: &ModelSpec,
+        network_scale: u32,
+        options: &EngineOptions,
+        opened: Opened,
+    ) -> OnnxUpscaler {
+        let Opened {
+            mut sessions,
+            device,
+            ..
+        } = opened;
+        OnnxUpscaler {
+            session: sessions.remove(0),
             scale: spec.scale,
-            network_scale: network.scale,
+            network_scale,
             pad: spec.reflect_pad,
             tile_size: options.tile_size,
             tile_overlap: options.tile_overlap,
@@ -203,7 +58,7 @@ impl OnnxUpscaler {
             padded_columns: Vec::new(),
             shrink_scratch: Vec::new(),
             shrunk: Vec::new(),
-        })
+        }
     }
 
     fn fill_padded(&mut self, frame: &Frame) {
