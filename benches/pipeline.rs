@@ -1,9 +1,10 @@
 //! Model-only fps against whole-pipeline fps on the same 640×360 frames.
 //!
 //! `cargo bench --bench pipeline` (env: LIVEUP_BENCH_FRAMES, default 8; LIVEUP_BENCH_ROUNDS,
-//! default 3; LIVEUP_BENCH_MODEL, default the default model; LIVEUP_BENCH_DEVICE, default auto).
-//! The two measurements alternate round by round and the medians are compared, so a noisy
-//! machine disturbs both alike. Prints numbers only; nothing here is a pass/fail test.
+//! default 3; LIVEUP_BENCH_MODEL, default the default model; LIVEUP_BENCH_DEVICE, default auto;
+//! LIVEUP_BENCH_PRECISIONS, default `fp32,int8`: one engine each, measured side by side).
+//! The measurements alternate round by round and the medians are compared, so a noisy machine
+//! disturbs all alike. Prints numbers only; nothing here is a pass/fail test.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use liveup::media::Tools;
 use liveup::pipeline::frames::Frame;
 use liveup::pipeline::{self, EncoderSettings, PipelineSpec, Progress};
-use liveup::upscale::{self, EngineOptions, DEFAULT_MODEL};
+use liveup::upscale::{self, EngineOptions, Precision, DEFAULT_MODEL};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
@@ -29,19 +30,40 @@ fn main() {
     let rounds: usize = env_or("LIVEUP_BENCH_ROUNDS", "3")
         .parse()
         .expect("a round count");
+    let precisions: Vec<Precision> = env_or("LIVEUP_BENCH_PRECISIONS", "fp32,int8")
+        .split(',')
+        .map(|p| p.trim().parse().expect("a precision"))
+        .collect();
     let dir = tempfile::tempdir().expect("a temporary folder");
     let clip = dir.path().join("bench.mkv");
     make_clip(&clip, frames);
-
-    let options = EngineOptions {
-        device,
-        ..EngineOptions::default()
-    };
-    let mut upscaler = upscale::build(&model, &options).expect("the model loads");
-    let scale = upscaler.scale();
     let inputs = decode(&clip, frames);
+
+    let mut variants: Vec<Variant> = precisions
+        .iter()
+        .map(|&precision| {
+            let options = EngineOptions {
+                device,
+                precision,
+                ..EngineOptions::default()
+            };
+            let upscaler = upscale::build(&model, &options).expect("the model loads");
+            Variant {
+                upscaler,
+                model_only: Vec::new(),
+                whole: Vec::new(),
+                busy: Vec::new(),
+            }
+        })
+        .collect();
+    let scale = variants[0].upscaler.scale();
     let mut output = Frame::new(WIDTH * scale, HEIGHT * scale);
-    upscaler.upscale(&inputs[0], &mut output).expect("warm-up");
+    for variant in &mut variants {
+        variant
+            .upscaler
+            .upscale(&inputs[0], &mut output)
+            .expect("warm-up");
+    }
 
     let spec = PipelineSpec {
         input: clip.clone(),
@@ -54,57 +76,89 @@ fn main() {
         encoder: EncoderSettings::default(),
         min_free_bytes: 0,
     };
-    let (mut model_only, mut whole, mut busy) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        // A-B then B-A, so a machine that drifts faster or slower favours neither side.
-        for measure_model_first in [round % 2 == 1, round % 2 == 0] {
-            if measure_model_first {
-                let started = Instant::now();
-                for input in &inputs {
-                    upscaler.upscale(input, &mut output).expect("inference");
-                }
-                model_only.push(inputs.len() as f64 / started.elapsed().as_secs_f64());
-            } else {
-                let summary = pipeline::run(
-                    &Tools::from_env(),
-                    &spec,
-                    upscaler.as_mut(),
-                    &Progress::default(),
-                    &liveup::pipeline::Control::default(),
-                )
-                .expect("the pipeline runs");
-                assert_eq!(summary.frames, u64::from(frames));
-                whole.push(summary.fps);
-                busy.push(summary.upscaler_busy);
-            }
+        let mut order: Vec<usize> = (0..variants.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
         }
-        eprintln!(
-            "round {round}: model-only {:.3} fps, pipeline {:.3} fps (upscaler busy {:.1} %)",
-            model_only[round - 1],
-            whole[round - 1],
-            100.0 * busy[round - 1]
-        );
+        for index in order {
+            let variant = &mut variants[index];
+            // A-B then B-A, so a machine that drifts faster or slower favours neither side.
+            for measure_model_first in [round % 2 == 1, round % 2 == 0] {
+                if measure_model_first {
+                    let started = Instant::now();
+                    for input in &inputs {
+                        variant
+                            .upscaler
+                            .upscale(input, &mut output)
+                            .expect("inference");
+                    }
+                    variant
+                        .model_only
+                        .push(inputs.len() as f64 / started.elapsed().as_secs_f64());
+                } else {
+                    let summary = pipeline::run(
+                        &Tools::from_env(),
+                        &spec,
+                        variant.upscaler.as_mut(),
+                        &Progress::default(),
+                        &liveup::pipeline::Control::default(),
+                    )
+                    .expect("the pipeline runs");
+                    assert_eq!(summary.frames, u64::from(frames));
+                    variant.whole.push(summary.fps);
+                    variant.busy.push(summary.upscaler_busy);
+                }
+            }
+            eprintln!(
+                "round {round}, {}: model-only {:.3} fps, pipeline {:.3} fps (upscaler busy {:.1} %)",
+                variant.upscaler.device(),
+                variant.model_only[round - 1],
+                variant.whole[round - 1],
+                100.0 * variant.busy[round - 1]
+            );
+        }
     }
-    let (model_fps, pipeline_fps) = (median(model_only), median(whole));
 
     println!(
-        "model {model} on {}: {WIDTH}x{HEIGHT} -> {}x{}, {frames} frames",
-        upscaler.device(),
+        "model {model}: {WIDTH}x{HEIGHT} -> {}x{}, {frames} frames, medians of {rounds} rounds",
         WIDTH * scale,
         HEIGHT * scale
     );
-    println!("model-only fps:     {model_fps:.3}");
-    println!("whole-pipeline fps: {pipeline_fps:.3}  (medians of {rounds} rounds)");
-    println!("pipeline / model:   {:.3}", pipeline_fps / model_fps);
     println!(
-        "upscaler busy during the pipeline: {:.1} % (median)",
-        100.0 * median(busy)
+        "{:<16} {:>14} {:>14} {:>16} {:>16} {:>14}",
+        "engine",
+        "model-only fps",
+        "pipeline fps",
+        "pipeline/model",
+        "model vs first",
+        "upscaler busy"
     );
-    println!(
-        "realtime multiplier at {RATE} fps: {:.4}x",
-        pipeline_fps / f64::from(RATE)
-    );
+    let first = median(variants[0].model_only.clone());
+    for variant in &variants {
+        let (model_fps, pipeline_fps) = (
+            median(variant.model_only.clone()),
+            median(variant.whole.clone()),
+        );
+        println!(
+            "{:<16} {:>14.3} {:>14.3} {:>16.3} {:>15.2}x {:>13.1}%",
+            variant.upscaler.device(),
+            model_fps,
+            pipeline_fps,
+            pipeline_fps / model_fps,
+            model_fps / first,
+            100.0 * median(variant.busy.clone())
+        );
+    }
     println!("peak memory (VmHWM): {}", peak_memory());
+}
+
+/// One engine under measurement and what it measured, round by round.
+struct Variant {
+    upscaler: Box<dyn liveup::upscale::Upscaler>,
+    model_only: Vec<f64>,
+    whole: Vec<f64>,
+    busy: Vec<f64>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -407,6 +407,11 @@ def fp16_name(onnx_name):
     return onnx_name[: -len(".onnx")] + ".fp16.onnx"
 
 
+def int8_name(onnx_name):
+    """`x.onnx` -> `x.int8.onnx`: the same network quantized for CPUs (see quantize.py)."""
+    return onnx_name[: -len(".onnx")] + ".int8.onnx"
+
+
 def uint8_name(onnx_name):
     """`x.onnx` -> `x.u8.onnx`: the same network taking and returning 8-bit frames."""
     return onnx_name[: -len(".onnx")] + ".u8.onnx"
@@ -518,6 +523,10 @@ def convert_entry(entry, ncnn_dir, out_dir, skip_existing):
             to_fp16(model), entry["scale"], entry["reflect_pad"]
         ),
     }
+    if entry.get("int8"):
+        import quantize
+
+        variants[out_dir / int8_name(entry["onnx"])] = lambda model: quantize.to_int8(model, entry["reflect_pad"], INPUT)
     missing = [p for p in variants if not (skip_existing and p.is_file() and p.stat().st_size > 0)]
     if not missing:
         return f"{entry['name']}: exists, skipped ({target})"

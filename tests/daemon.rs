@@ -587,3 +587,59 @@ fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
     }
     kinds
 }
+
+/// A job says whether a viewer starting now would catch up with the upscaler, once its first
+/// frames have measured the rate, and when the whole film should be ready: the AI model on this
+/// CPU makes a few frames a second of a 320×180 film at 24 fps (not live), Lanczos makes hundreds
+/// of a 96×54 one (live).
+#[test]
+fn a_job_says_whether_a_viewer_starting_now_would_catch_up() {
+    let layout = Layout::new();
+    let film = Clip {
+        width: 320,
+        height: 180,
+        rate: 24,
+        seconds: 60.0,
+        ..Clip::default()
+    }
+    .make(&layout.media.join("film.mkv"));
+    let daemon = Daemon::start(&layout.config(""));
+    let id = daemon.trigger_path(&film)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = daemon.wait_job(&id, Duration::from_secs(120), |j| !j["live"].is_null());
+    let rate = job["rate"].as_f64().unwrap();
+    assert_eq!(job["live"], false, "{job}");
+    assert!(rate > 0.0 && rate < 1.0, "{job}");
+    let now = liveup::jobs::now_seconds();
+    let ready_at = job["ready_at"].as_u64().expect("ready_at while running");
+    assert!(ready_at > now + 60, "60 s of film at {rate:.3}x: {job}");
+    let cancelled = request(
+        "DELETE",
+        &format!("{}/api/jobs/{id}", daemon.url),
+        &[],
+        None,
+    );
+    assert_eq!(cancelled.status, 200);
+    let done = daemon.wait_job(&id, Duration::from_secs(60), |j| j["state"] == "cancelled");
+    assert!(done["live"].is_null(), "{done}");
+    drop(daemon);
+
+    let layout = Layout::new();
+    let small = Clip {
+        rate: 24,
+        seconds: 60.0,
+        ..Clip::default()
+    }
+    .make(&layout.media.join("small.mkv"));
+    let lanczos = Daemon::start(&layout.config("model = \"lanczos\""));
+    let id = lanczos.trigger_path(&small)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = lanczos.wait_job(&id, Duration::from_secs(120), |j| !j["live"].is_null());
+    assert_eq!(job["live"], true, "{job}");
+    let job = lanczos.wait_complete(&id);
+    assert_eq!(job["live"], true, "{job}");
+}

@@ -1383,6 +1383,7 @@ fn compose_dockerfile_and_nginx_conf_agree() {
         "onnx",
         "onnxconverter-common",
         "numpy",
+        "scikit-image",
     ] {
         assert_eq!(image_pins.get(name), setup_pins.get(name), "{name}");
     }

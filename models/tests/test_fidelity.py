@@ -233,3 +233,29 @@ def test_fp16_uint8_variant_matches_the_fp32_network(models_dir, name):
     psnr = peak_signal_noise_ratio(full, ours, data_range=255)
     print(f"\n{name} fp16 uint8 graph vs fp32: PSNR {psnr:.2f} dB")
     assert psnr >= MIN_PSNR_DB, f"{name}: fp16 uint8 graph at {psnr:.2f} dB < {MIN_PSNR_DB} dB"
+
+
+INT8_MODELS = sorted(name for name, entry in ONNX_MODELS.items() if entry.get("int8"))
+
+
+def test_the_small_network_has_an_int8_variant_and_its_calibration_spares_the_test_photos():
+    assert INT8_MODELS == ["realesr-animevideov3-x4"]
+    sys.path.insert(0, str(REPO / "models"))
+    import quantize
+
+    assert not {"chelsea", "coffee"} & set(quantize.CALIBRATION_PHOTOS)
+
+
+@pytest.mark.parametrize("name", INT8_MODELS)
+@pytest.mark.parametrize("picture", ["chelsea", "coffee"])
+def test_int8_variant_stays_within_38_db_of_fp32_on_photos_it_was_not_calibrated_on(models_dir, name, picture):
+    entry = ONNX_MODELS[name]
+    path = models_dir / convert.int8_name(entry["onnx"])
+    assert path.is_file(), f"{path} is missing: run scripts/setup"
+    quantized = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = np.round(transform.resize(getattr(data, picture)(), (180, 320), anti_aliasing=True) * 255).astype(np.uint8)
+    full = onnx_upscale(session(models_dir, name), image, entry["scale"], entry["reflect_pad"])
+    ours = onnx_upscale(quantized, image, entry["scale"], entry["reflect_pad"])
+    psnr = peak_signal_noise_ratio(full, ours, data_range=255)
+    print(f"\n{name} int8 vs fp32 on {picture}: PSNR {psnr:.2f} dB")
+    assert psnr >= 38.0, f"{name} on {picture}: int8 at {psnr:.2f} dB < 38 dB"

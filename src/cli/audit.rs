@@ -14,7 +14,7 @@ use serde_json::json;
 use super::AuditArgs;
 use crate::config::Config;
 use crate::media::Tools;
-use crate::upscale::models;
+use crate::upscale::{models, EngineOptions};
 use bench::{BenchResults, BenchSettings};
 use verdict::{cell, fps_text, Recommendation, Verdict};
 
@@ -81,7 +81,10 @@ fn bench(args: &AuditArgs, tools: &Tools) -> anyhow::Result<()> {
         budget: Duration::from_secs_f64(args.budget_seconds.max(1.0)),
         runs: args.runs.max(1),
         film_fps: args.film_fps,
-        engine: config.engine_options(),
+        engine: EngineOptions {
+            precision: args.precision.unwrap_or(config.precision),
+            ..config.engine_options()
+        },
         pipeline_model: pipeline_model.clone(),
         clip_height: args.clip_height,
     };

@@ -133,6 +133,10 @@ pub struct AuditArgs {
     /// The configuration file `serve` reads (model, device, ONNX Runtime, models_dir).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The network's arithmetic to bench, instead of the configuration's: auto, fp32, fp16 or
+    /// int8 (the CPU's quantized small networks).
+    #[arg(long)]
+    pub precision: Option<crate::upscale::Precision>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,7 +162,8 @@ pub struct UpscaleArgs {
     /// auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// The network's arithmetic: auto (fp16 on CUDA, fp32 on the CPU), fp32 or fp16.
+    /// The network's arithmetic: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 or int8 (the
+    /// small networks quantized, CPU only).
     #[arg(long, default_value = "auto")]
     pub precision: crate::upscale::Precision,
     /// How frames cross into the network: auto (bytes on a GPU, floats on the CPU), float or

@@ -162,6 +162,12 @@ pub struct JobView {
     /// Seconds of film made per second; ≥ 1.0 streams without stalling.
     pub rate: f64,
     pub eta_seconds: Option<f64>,
+    /// Whether a viewer starting the film now would reach its end without catching up with the
+    /// upscaler (the rest takes no longer to make than the whole film to watch); `None` until
+    /// the run has measured its rate.
+    pub live: Option<bool>,
+    /// When the whole film should be ready (Unix seconds), at the measured rate.
+    pub ready_at: Option<u64>,
     pub resumes: u32,
     pub error: Option<String>,
     /// Set while the job is held because too little disk space is free: why, and what to do.

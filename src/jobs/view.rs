@@ -4,6 +4,11 @@ use super::entry::Entry;
 use super::{JobState, JobView};
 use crate::disk::LowSpace;
 
+/// What a run makes before its rate says whether it keeps up (starting ffmpeg, loading the model
+/// and the first frames are slower than the rest).
+const RATE_MEASURED_AFTER_FRAMES: u64 = 8;
+const RATE_MEASURED_AFTER_SECONDS: f64 = 3.0;
+
 pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
     let record = &entry.record;
     let within = ..record.segment_count.unwrap_or(u32::MAX);
@@ -21,17 +26,25 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         (Some(total), Some(count)) if contiguous >= count => total,
         _ => f64::from(contiguous) * seconds,
     };
-    let live = entry.progress.snapshot();
+    let measured = entry.progress.snapshot();
     let running = record.state == JobState::Running;
     let progress = match total {
         _ if complete => 1.0,
         Some(total) if total > 0.0 => (ready / total).min(1.0),
         _ => 0.0,
     };
-    let rate = if running { live.realtime } else { 0.0 };
+    let rate = if running { measured.realtime } else { 0.0 };
     let eta_seconds = match total {
         _ if complete => Some(0.0),
         Some(total) if running && rate > 0.0 => Some(((total - ready) / rate).max(0.0)),
+        _ => None,
+    };
+    let rate_known = measured.frames_done >= RATE_MEASURED_AFTER_FRAMES
+        && measured.elapsed_seconds >= RATE_MEASURED_AFTER_SECONDS;
+    let live = match total {
+        _ if complete => Some(true),
+        _ if running && entry.throttled_since.is_some() => Some(true),
+        Some(total) if running && rate_known && rate > 0.0 => Some((total - ready) / rate <= total),
         _ => None,
     };
     JobView {
@@ -51,9 +64,11 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         device: entry.device.as_ref().map(|(_, name)| name.clone()),
         source_duration_seconds: total,
         progress,
-        fps: if running { live.fps } else { 0.0 },
+        fps: if running { measured.fps } else { 0.0 },
         rate,
         eta_seconds,
+        live,
+        ready_at: eta_seconds.map(|eta| super::now_seconds() + eta.ceil() as u64),
         resumes: record.resumes,
         error: record.error.clone(),
         waiting_for_space: low_space

@@ -212,6 +212,8 @@ pub async fn hls_status(
         "progress": job.progress,
         "rate": job.rate,
         "eta_seconds": job.eta_seconds,
+        "live": job.live,
+        "ready_at": job.ready_at,
         "throttled": job.throttled,
         "error": job.error,
         "waiting_for_space": job.waiting_for_space,

@@ -126,6 +126,8 @@ pub enum Precision {
     Auto,
     Fp32,
     Fp16,
+    /// The quantized small networks, for CPUs (`x.int8.onnx`; see models/quantize.py).
+    Int8,
 }
 
 impl std::str::FromStr for Precision {
@@ -136,8 +138,9 @@ impl std::str::FromStr for Precision {
             "auto" => Ok(Precision::Auto),
             "fp32" => Ok(Precision::Fp32),
             "fp16" => Ok(Precision::Fp16),
+            "int8" => Ok(Precision::Int8),
             _ => Err(format!(
-                "unknown precision {text:?}: use auto, fp32 or fp16"
+                "unknown precision {text:?}: use auto, fp32, fp16 or int8"
             )),
         }
     }
@@ -149,6 +152,7 @@ impl std::fmt::Display for Precision {
             Precision::Auto => "auto",
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
         })
     }
 }

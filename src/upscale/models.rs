@@ -32,6 +32,9 @@ pub struct ModelSpec {
     /// network shrunk): liveup runs that network and does the shrink itself, far faster.
     pub network: Option<String>,
     pub description: String,
+    /// The converter also writes a quantized variant for CPUs (`x.int8.onnx`).
+    #[serde(default)]
+    pub int8: bool,
 }
 
 pub fn catalogue() -> Vec<ModelSpec> {
@@ -61,19 +64,31 @@ pub fn onnx_file(spec: &ModelSpec, configured: Option<&Path>) -> Result<PathBuf,
 
 /// One of the graphs the converter writes beside a model's `.onnx`: fp16 weights and arithmetic
 /// (`x.fp16.onnx`), uint8 NHWC frames in and out with the padding, clamping and rounding inside
-/// (`x.u8.onnx`), or both (`x.fp16.u8.onnx`).
+/// (`x.u8.onnx`), both (`x.fp16.u8.onnx`), or, for the small networks, int8 for CPUs
+/// (`x.int8.onnx`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
-    pub fp16: bool,
+    pub arithmetic: Arithmetic,
     pub uint8_frames: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    Fp32,
+    Fp16,
+    Int8,
 }
 
 impl Variant {
     pub fn file_name(self, onnx: &str) -> String {
         let stem = onnx.strip_suffix(".onnx").unwrap_or(onnx);
-        let half = if self.fp16 { ".fp16" } else { "" };
+        let arithmetic = match self.arithmetic {
+            Arithmetic::Fp32 => "",
+            Arithmetic::Fp16 => ".fp16",
+            Arithmetic::Int8 => ".int8",
+        };
         let bytes = if self.uint8_frames { ".u8" } else { "" };
-        format!("{stem}{half}{bytes}.onnx")
+        format!("{stem}{arithmetic}{bytes}.onnx")
     }
 }
 
@@ -129,11 +144,18 @@ mod tests {
 
     #[test]
     fn variants_are_named_as_the_converter_writes_them() {
-        let name = |fp16, uint8_frames| Variant { fp16, uint8_frames }.file_name("m-x4.onnx");
-        assert_eq!(name(false, false), "m-x4.onnx");
-        assert_eq!(name(true, false), "m-x4.fp16.onnx");
-        assert_eq!(name(false, true), "m-x4.u8.onnx");
-        assert_eq!(name(true, true), "m-x4.fp16.u8.onnx");
+        let name = |arithmetic, uint8_frames| {
+            Variant {
+                arithmetic,
+                uint8_frames,
+            }
+            .file_name("m-x4.onnx")
+        };
+        assert_eq!(name(Arithmetic::Fp32, false), "m-x4.onnx");
+        assert_eq!(name(Arithmetic::Fp16, false), "m-x4.fp16.onnx");
+        assert_eq!(name(Arithmetic::Fp32, true), "m-x4.u8.onnx");
+        assert_eq!(name(Arithmetic::Fp16, true), "m-x4.fp16.u8.onnx");
+        assert_eq!(name(Arithmetic::Int8, false), "m-x4.int8.onnx");
     }
 
     #[test]

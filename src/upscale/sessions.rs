@@ -7,7 +7,7 @@ use ort::ep::ExecutionProvider;
 use ort::session::Session;
 
 use super::gpu::{cuda_device_count, DeviceChoice};
-use super::models::{self, ModelSpec, Variant};
+use super::models::{self, Arithmetic, ModelSpec, Variant};
 use super::{runtime, EngineOptions, FrameIo, Precision, UpscaleError};
 
 /// Where a session runs.
@@ -33,21 +33,31 @@ impl Accel {
     }
 }
 
-/// The graph `accel` runs: fp16 where asked (or, by default, on CUDA); uint8 frames where asked
-/// (or, by default, on a GPU, where the copies are what the frame costs). TensorRT builds its
-/// fp16 engine from the fp32 graph.
-pub fn variant_for(precision: Precision, frames: FrameIo, accel: Accel) -> Variant {
-    let fp16 = match (precision, accel) {
-        (_, Accel::TensorRt(_)) => false,
-        (Precision::Fp16, _) | (Precision::Auto, Accel::Cuda(_)) => true,
-        (Precision::Fp32 | Precision::Auto, _) => false,
+/// The graph `accel` runs: fp16 where asked (or, by default, on CUDA); int8 where asked, on
+/// the CPU only; uint8 frames where asked (or, by default, on a GPU, where the copies are what the
+/// frame costs). TensorRT builds its own engine from the fp32 graph.
+pub fn variant_for(precision: Precision, frames: FrameIo, accel: Accel) -> Result<Variant, String> {
+    let arithmetic = match (precision, accel) {
+        (Precision::Int8, Accel::Cpu) => Arithmetic::Int8,
+        (Precision::Int8, _) => {
+            return Err("precision int8 is for the CPU; a GPU runs fp16 (precision auto)".into())
+        }
+        (_, Accel::TensorRt(_)) => Arithmetic::Fp32,
+        (Precision::Fp16, _) | (Precision::Auto, Accel::Cuda(_)) => Arithmetic::Fp16,
+        (Precision::Fp32 | Precision::Auto, _) => Arithmetic::Fp32,
     };
     let uint8_frames = match frames {
+        FrameIo::Uint8 if arithmetic == Arithmetic::Int8 => {
+            return Err("the int8 graphs take float frames; use frame_io float or auto".into())
+        }
         FrameIo::Uint8 => true,
         FrameIo::Float => false,
         FrameIo::Auto => accel.is_gpu(),
     };
-    Variant { fp16, uint8_frames }
+    Ok(Variant {
+        arithmetic,
+        uint8_frames,
+    })
 }
 
 /// How many frames run at once: two on a GPU (two sessions, so that one's copies overlap the
@@ -114,9 +124,16 @@ pub fn open(
 ) -> Result<Opened, UpscaleError> {
     let environment = runtime::environment(options.ort_library.as_deref())?;
     let open_on = |accel: Accel| -> Result<Opened, ort::Error> {
-        let variant = variant_for(options.precision, options.frames, accel);
+        let variant =
+            variant_for(options.precision, options.frames, accel).map_err(ort::Error::new)?;
         // The uint8 graphs do the shrink themselves; the float path runs the bare network.
         let graph_of = if variant.uint8_frames { spec } else { network };
+        if variant.arithmetic == Arithmetic::Int8 && !graph_of.int8 {
+            return Err(ort::Error::new(format!(
+                "{} has no int8 variant (the small realesr-animevideov3 networks have one)",
+                spec.name
+            )));
+        }
         let path = models::onnx_variant(graph_of, options.models_dir.as_deref(), variant)
             .map_err(|e| ort::Error::new(e.to_string()))?;
         let count = if variant.uint8_frames {
@@ -128,8 +145,11 @@ pub fn open(
             .map(|_| session(environment, &path, accel, spec, options, variant))
             .collect::<Result<Vec<_>, _>>()?;
         let mut device = accel.label();
-        if variant.fp16 || tensorrt_fp16(accel, options.precision) {
+        if variant.arithmetic == Arithmetic::Fp16 || tensorrt_fp16(accel, options.precision) {
             device.push_str(" fp16");
+        }
+        if variant.arithmetic == Arithmetic::Int8 {
+            device.push_str(" int8");
         }
         if variant.uint8_frames {
             device.push_str(" uint8");
@@ -265,19 +285,30 @@ mod tests {
 
     #[test]
     fn each_device_takes_the_graph_that_suits_it() {
-        let auto = |accel| variant_for(Precision::Auto, FrameIo::Auto, accel);
-        let v = |fp16, uint8_frames| Variant { fp16, uint8_frames };
-        assert_eq!(auto(Accel::Cpu), v(false, false));
-        assert_eq!(auto(Accel::Cuda(1)), v(true, true));
-        assert_eq!(auto(Accel::TensorRt(0)), v(false, true));
+        let auto = |accel| variant_for(Precision::Auto, FrameIo::Auto, accel).unwrap();
+        let v = |arithmetic, uint8_frames| Variant {
+            arithmetic,
+            uint8_frames,
+        };
+        assert_eq!(auto(Accel::Cpu), v(Arithmetic::Fp32, false));
+        assert_eq!(auto(Accel::Cuda(1)), v(Arithmetic::Fp16, true));
+        assert_eq!(auto(Accel::TensorRt(0)), v(Arithmetic::Fp32, true));
         assert_eq!(
             variant_for(Precision::Fp32, FrameIo::Float, Accel::Cuda(0)),
-            v(false, false)
+            Ok(v(Arithmetic::Fp32, false))
         );
         assert_eq!(
             variant_for(Precision::Fp16, FrameIo::Uint8, Accel::Cpu),
-            v(true, true)
+            Ok(v(Arithmetic::Fp16, true))
         );
+        assert_eq!(
+            variant_for(Precision::Int8, FrameIo::Auto, Accel::Cpu),
+            Ok(v(Arithmetic::Int8, false))
+        );
+        let gpu = variant_for(Precision::Int8, FrameIo::Auto, Accel::Cuda(0)).unwrap_err();
+        assert!(gpu.contains("for the CPU"), "{gpu}");
+        let bytes = variant_for(Precision::Int8, FrameIo::Uint8, Accel::Cpu).unwrap_err();
+        assert!(bytes.contains("float frames"), "{bytes}");
     }
 
     #[test]
