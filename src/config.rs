@@ -19,8 +19,10 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::base_url::base_url;
+use crate::cpu_budget::{self, UsableCpus};
 use crate::ladder::{self, Rung};
 use crate::path_map::PathMapping;
+use crate::thread_plan::{ThreadPlan, MAX_THREADS};
 use crate::upscale::{models, DeviceChoice, EngineOptions, FrameIo, Precision, DEFAULT_MODEL};
 
 const ENV_PREFIX: &str = "LIVEUP_";
@@ -119,6 +121,12 @@ pub struct Config {
     /// Frames the network works on at once, each on its own session (uint8 frames only); 0:
     /// two on a GPU, one on the CPU.
     pub frames_in_flight: u32,
+    /// ONNX Runtime's threads in each job whose network runs on the CPU; 0: the usable CPUs
+    /// shared evenly between the CPU jobs that run at once.
+    pub intra_op_threads: u32,
+    /// Threads of each ffmpeg (decoder and encoder); 0: one beside a network on the CPU,
+    /// ffmpeg's own choice beside a GPU.
+    pub ffmpeg_threads: u32,
     /// The upscaled rung's video encoder: `auto` (NVENC when the network runs on an NVIDIA GPU
     /// and ffmpeg has it, else libx264), `libx264`, `h264_nvenc` or `hevc_nvenc`.
     pub encoder: String,
@@ -190,6 +198,8 @@ impl Config {
             precision: Precision::Auto,
             frame_io: FrameIo::Auto,
             frames_in_flight: 0,
+            intra_op_threads: 0,
+            ffmpeg_threads: 0,
         }
     }
 
@@ -347,6 +357,17 @@ impl Config {
                 "must be at least 1, got 0".to_string(),
             ));
         }
+        for (key, threads) in [
+            ("intra_op_threads", self.intra_op_threads),
+            ("ffmpeg_threads", self.ffmpeg_threads),
+        ] {
+            if threads > MAX_THREADS {
+                return Err(invalid(
+                    key,
+                    format!("must be 0 (automatic) to {MAX_THREADS}, got {threads}"),
+                ));
+            }
+        }
         let encoders = crate::pipeline::ENCODERS;
         if self.encoder != "auto" && !encoders.contains(&self.encoder.as_str()) {
             return Err(invalid(
@@ -424,7 +445,29 @@ impl Config {
         (devices, self.jobs_per_device)
     }
 
+    /// Pipelines whose network may run on the CPU at once: those on `cpu`, and on `auto`
+    /// unless `resolved` (what `device` came to: "CPU", "CUDA:0 fp16", "ffmpeg") is not the CPU.
+    pub fn cpu_jobs(&self, resolved: Option<&str>) -> usize {
+        let (devices, per_device) = self.slots();
+        let on_cpu = |device: &&DeviceChoice| match device {
+            DeviceChoice::Cpu => true,
+            DeviceChoice::Auto => resolved.is_none_or(|r| r.starts_with("CPU")),
+            _ => false,
+        };
+        devices.iter().filter(on_cpu).count() * per_device
+    }
+
+    pub fn thread_plan(&self, cpus: UsableCpus, resolved: Option<&str>) -> ThreadPlan {
+        ThreadPlan::new(
+            cpus,
+            self.cpu_jobs(resolved),
+            self.intra_op_threads,
+            self.ffmpeg_threads,
+        )
+    }
+
     pub fn engine_options(&self) -> EngineOptions {
+        let plan = self.thread_plan(cpu_budget::usable_cpus(), None);
         EngineOptions {
             device: self.device,
             ort_library: self.ort_library.clone(),
@@ -434,6 +477,7 @@ impl Config {
             precision: self.precision,
             frames: self.frame_io,
             in_flight: self.frames_in_flight,
+            intra_threads: plan.intra_op_threads,
             ..EngineOptions::default()
         }
     }
@@ -910,6 +954,47 @@ mod tests {
         assert_eq!(options.tile_overlap, EngineOptions::default().tile_overlap);
     }
 
+    #[test]
+    fn thread_counts_come_from_the_file_and_the_environment() {
+        let dir = TempDir::new().unwrap();
+        let config = from_env(&dir, &[]).unwrap();
+        assert_eq!((config.intra_op_threads, config.ffmpeg_threads), (0, 0));
+        let file = "intra_op_threads = 2\nffmpeg_threads = 3\nmax_jobs = 2\n";
+        let vars = env(&dir, &[("LIVEUP_INTRA_OP_THREADS", "5")]);
+        let config = Config::from_parts(Some(file), "f.toml", vars).unwrap();
+        assert_eq!((config.intra_op_threads, config.ffmpeg_threads), (5, 3));
+        assert_eq!(config.engine_options().intra_threads, 5);
+        let message = from_file(&dir, "intra_op_threads = 1025\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("0 (automatic) to 1024, got 1025"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn cpu_jobs_share_the_usable_cpus() {
+        let dir = TempDir::new().unwrap();
+        let four = UsableCpus {
+            count: 4,
+            limit: cpu_budget::CpuLimit::Cores,
+        };
+        let cpu = from_file(&dir, "device = \"cpu\"\nmax_jobs = 2\n").unwrap();
+        assert_eq!(cpu.cpu_jobs(None), 2);
+        assert_eq!(cpu.thread_plan(four, None).intra_op_threads, 2);
+        let auto = from_file(&dir, "max_jobs = 2\n").unwrap();
+        assert_eq!(auto.cpu_jobs(None), 2);
+        assert_eq!(auto.cpu_jobs(Some("CPU")), 2);
+        assert_eq!(auto.cpu_jobs(Some("CUDA:0 fp16 uint8")), 0);
+        assert_eq!(auto.cpu_jobs(Some("ffmpeg")), 0);
+        let gpu = from_file(&dir, "device = \"cuda:0\"\nmax_jobs = 3\n").unwrap();
+        assert_eq!(gpu.cpu_jobs(None), 0);
+        assert_eq!(gpu.thread_plan(four, None).ffmpeg_threads(false), None);
+        let mixed = "devices = [\"cuda:0\", \"cpu\"]\njobs_per_device = 2\n";
+        assert_eq!(from_file(&dir, mixed).unwrap().cpu_jobs(None), 2);
+    }
+
     fn assert_invalid(result: Result<Config, ConfigError>, want_key: &str, want_origin: &Source) {
         let error = result.expect_err("should be rejected");
         let message = error.to_string();
@@ -940,6 +1025,9 @@ mod tests {
             (("LIVEUP_SEGMENT_SECONDS", "six"), None),
             (("LIVEUP_SEGMENT_SECONDS", "-1"), None),
             (("LIVEUP_MAX_JOBS", "0"), None),
+            (("LIVEUP_INTRA_OP_THREADS", "1025"), None),
+            (("LIVEUP_INTRA_OP_THREADS", "all"), None),
+            (("LIVEUP_FFMPEG_THREADS", "-1"), None),
             (("LIVEUP_TILE_SIZE", "big"), None),
             (("LIVEUP_BIND", "localhost:8765"), None),
             (("LIVEUP_BIND", "127.0.0.1"), None),
@@ -974,6 +1062,8 @@ mod tests {
             ("watch_dirs = [\"/no/such/folder\"]", "watch_dirs"),
             ("token = \"\"", "token"),
             ("device = \"tpu\"", "device"),
+            ("intra_op_threads = 100000", "intra_op_threads"),
+            ("ffmpeg_threads = 2000", "ffmpeg_threads"),
         ] {
             assert_invalid(from_file(&dir, text), key, &file);
         }
@@ -1106,7 +1196,8 @@ mod tests {
              default_profile = \"phone\"\nvariant_lock_seconds = 60\n\
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
              encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n\
-             cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\nframe_io = \"uint8\"\nframes_in_flight = 3\n",
+             cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\nframe_io = \"uint8\"\nframes_in_flight = 3\n\
+             intra_op_threads = 4\nffmpeg_threads = 2\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1136,6 +1227,7 @@ mod tests {
         assert_eq!(config.precision, Precision::Fp16);
         assert_eq!(config.frame_io, FrameIo::Uint8);
         assert_eq!(config.frames_in_flight, 3);
+        assert_eq!((config.intra_op_threads, config.ffmpeg_threads), (4, 2));
         assert_eq!(
             config.slots(),
             (vec![DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)], 2)

@@ -1,8 +1,8 @@
 //! What this machine has for liveup, and whether the configured device can work: ffmpeg and
 //! its encoders and hardware decoders, ONNX Runtime and its execution providers, the NVIDIA
 //! driver and each GPU, the CUDA libraries ONNX Runtime's CUDA and TensorRT providers load, the
-//! models, and write access where jobs write. `liveup doctor` prints it, `serve` logs it at start
-//! and `/health` carries it.
+//! models, write access where jobs write, and how the usable CPUs are shared out between
+//! threads. `liveup doctor` prints it, `serve` logs it at start and `/health` carries it.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::cpu_budget;
 use crate::media::{process, Tools};
 use crate::pipeline::EncoderSettings;
 use crate::upscale::{self, gpu, models, runtime, ModelKind};
@@ -147,6 +148,7 @@ pub fn examine(config: &Config, tools: &Tools, device: Option<Result<String, Str
         }
         .required(),
     );
+    checks.push(threads_check(config, verdict.as_deref().ok()));
     let mut report = Report { checks };
     if let Ok(found) = verdict {
         let check = match encoder(config, &found, &report) {
@@ -183,13 +185,35 @@ pub fn encoder(config: &Config, device: &str, report: &Report) -> Result<Encoder
         .find(|c| c.name == "NVIDIA driver")
         .filter(|c| !c.ok)
         .map_or(Ok(()), |c| Err(c.detail.clone()));
-    EncoderSettings::choose(
+    let settings = EncoderSettings::choose(
         &config.encoder,
         device,
         |codec| found(&format!("encoder {codec}")),
         found("hwaccel cuda"),
         gpu,
-    )
+    )?;
+    Ok(EncoderSettings {
+        ffmpeg_threads: config.ffmpeg_threads,
+        ..settings
+    })
+}
+
+/// How the usable CPUs are shared out, with the network on `device` (its verdict, when known).
+fn threads_check(config: &Config, device: Option<&str>) -> Check {
+    let plan = config.thread_plan(cpu_budget::usable_cpus(), device);
+    if plan.oversubscribed() {
+        Check::bad(
+            "threads",
+            format!(
+                "{plan}; {} ONNX Runtime threads at once on {} CPUs",
+                plan.cpu_jobs * plan.intra_op_threads,
+                plan.cpus.count
+            ),
+            "lower max_jobs (or jobs_per_device) or intra_op_threads, so that jobs × threads fit",
+        )
+    } else {
+        Check::good("threads", plan.to_string())
+    }
 }
 
 fn ffmpeg_checks(tools: &Tools) -> Vec<Check> {

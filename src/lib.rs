@@ -12,12 +12,15 @@
 //! - [`ladder`]: rendition ladders per kind of client; [`jobs::variants`] makes the lower rungs
 //!   from the upscaled one.
 //! - [`disk`]: free space where jobs write, so a nearly full disk pauses work.
+//! - [`cpu_budget`] and [`thread_plan`]: the CPUs this process may use (cores, cgroup quota), and
+//!   how ONNX Runtime's and ffmpeg's threads share them between jobs.
 //! - [`doctor`]: what this machine has for liveup, and whether the configured device works.
 //! - [`cli`]: the subcommands of the `liveup` binary.
 
 pub mod base_url;
 pub mod cli;
 pub mod config;
+pub mod cpu_budget;
 pub mod disk;
 pub mod doctor;
 pub mod hls;
@@ -30,5 +33,6 @@ pub mod path_map;
 pub mod paths;
 pub mod pipeline;
 pub mod server;
+pub mod thread_plan;
 pub mod upscale;
 pub mod watch;

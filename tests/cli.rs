@@ -44,6 +44,45 @@ fn upscale_prints_a_summary_and_writes_the_final_file() {
 }
 
 #[test]
+fn upscale_on_the_cpu_takes_the_threads_asked_for_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Clip {
+        seconds: 0.4,
+        audio: false,
+        ..Clip::default()
+    }
+    .make(&dir.path().join("clip.mp4"));
+    let output = dir.path().join("clip.upscaled.ts");
+    let out = liveup()
+        .arg("upscale")
+        .arg(&source)
+        .arg("--output")
+        .arg(&output)
+        .arg("--hls-dir")
+        .arg(dir.path().join("hls"))
+        .args(["--threads", "1", "--device", "cpu", "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 CPU job at once, 1 ONNX Runtime thread each; ffmpeg: 1 thread per decoder and encoder"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("usable CPU"), "{stderr}");
+    assert_eq!(facts(&output).width, 192);
+
+    let refused = liveup()
+        .args(["upscale", "in.mkv", "--output", "o.ts", "--hls-dir", "h"])
+        .args(["--threads", "5000"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+#[test]
 fn a_missing_onnx_runtime_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let source = Clip::default().make(&dir.path().join("clip.mp4"));
@@ -185,6 +224,8 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
         "✓ hls_root: ",
         "✓ device: cpu runs realesr-animevideov3-x2 on CPU",
         "✓ encoder: auto → libx264",
+        "✓ threads: ",
+        "1 CPU job at once",
     ] {
         assert!(text.contains(line), "{line}: {text}");
     }
@@ -233,6 +274,15 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
     assert_eq!(device["ok"], true);
     assert_eq!(device["required"], true);
     assert!(checks.iter().any(|c| c["name"] == "cuDNN"));
+    let threads = checks.iter().find(|c| c["name"] == "threads").unwrap();
+    assert_eq!(threads["ok"], true, "{threads}");
+    assert!(
+        threads["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ffmpeg: 1 thread per decoder and encoder"),
+        "{threads}"
+    );
 }
 
 /// TensorRT asked for on a machine without it: a clear error naming the device and why.

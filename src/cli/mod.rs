@@ -174,6 +174,10 @@ pub struct UpscaleArgs {
     /// the CPU.
     #[arg(long, default_value_t = 0)]
     pub in_flight: u32,
+    /// ONNX Runtime's threads when the network runs on the CPU (0: every usable CPU, the
+    /// cgroup's CPU quota counted).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::thread_plan::MAX_THREADS)))]
+    pub threads: u32,
     /// The video encoder: libx264, h264_nvenc or hevc_nvenc (NVENC decodes with NVDEC too).
     #[arg(long, default_value = "libx264", value_parser = clap::builder::PossibleValuesParser::new(crate::pipeline::ENCODERS))]
     pub encoder: String,

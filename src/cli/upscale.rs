@@ -4,8 +4,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::UpscaleArgs;
+use crate::cpu_budget::usable_cpus;
 use crate::media::Tools;
 use crate::pipeline::{self, Control, EncoderSettings, PipelineSpec, Progress};
+use crate::thread_plan::ThreadPlan;
 use crate::upscale::{self, EngineOptions};
 
 pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
@@ -17,9 +19,13 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
         ort_library: args.ort_library.clone(),
         models_dir: args.models_dir.clone(),
         tile_size: args.tile_size,
+        intra_threads: args.threads as usize,
         ..EngineOptions::default()
     };
     let mut upscaler = upscale::build(&args.model, &options)?;
+    let network_on_cpu = upscaler.device().starts_with("CPU");
+    let plan = ThreadPlan::new(usable_cpus(), network_on_cpu.into(), args.threads, 0);
+    tracing::info!("threads: {plan}");
     let spec = PipelineSpec {
         input: args.input.clone(),
         output: Some(args.output.clone()),

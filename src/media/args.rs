@@ -12,17 +12,22 @@ const AUDIO_BITRATE: &str = "192k";
 
 /// Source → raw rgb24 frames on stdout, from `start_seconds` on, for `seconds` (or to the end);
 /// `hwaccel` decodes on the GPU (`cuda`: NVDEC; ffmpeg falls back to the CPU for a codec the
-/// GPU lacks) and hands the frames back to system memory.
+/// GPU lacks) and hands the frames back to system memory. `threads`: the decoder's; `None` lets
+/// ffmpeg choose.
 pub fn decode(
     input: &Path,
     info: &MediaInfo,
     (start_seconds, seconds): (f64, Option<f64>),
     video_filter: Option<&str>,
     hwaccel: Option<&str>,
+    threads: Option<u32>,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = seek(start_seconds, seconds);
     if let Some(hwaccel) = hwaccel {
         args.extend(["-hwaccel".into(), hwaccel.into()]);
+    }
+    if let Some(threads) = threads {
+        args.extend(["-threads".into(), threads.to_string().into()]);
     }
     args.extend(["-i".into(), input.into()]);
     args.extend(
@@ -282,6 +287,7 @@ mod tests {
             (12.0, None),
             None,
             Some("cuda"),
+            None,
         ));
         assert!(
             gpu.starts_with("-ss 12.000000 -hwaccel cuda -i /m/a.mkv "),
@@ -293,8 +299,10 @@ mod tests {
             (0.0, None),
             None,
             None,
+            Some(1),
         ));
         assert!(!cpu.contains("hwaccel"), "{cpu}");
+        assert!(cpu.starts_with("-threads 1 -i /m/a.mkv "), "{cpu}");
     }
 
     #[test]
@@ -304,6 +312,7 @@ mod tests {
                 Path::new("/m/a.mkv"),
                 &info(variable),
                 (0.0, None),
+                None,
                 None,
                 None,
             ));
@@ -376,6 +385,7 @@ mod tests {
             Path::new("/m/a.mkv"),
             &info(false),
             (6.0, Some(4.0)),
+            None,
             None,
             None,
         ));

@@ -22,6 +22,7 @@ use crate::disk::{self, LowSpace};
 use crate::job_dir::{partial_path, segment_index, JobDir};
 use crate::media::process::{Process, ProcessError};
 use crate::media::{args, check, probe, MediaInfo, ProbeError, Tools};
+use crate::thread_plan;
 use crate::upscale::{UpscaleError, Upscaler};
 use frames::Frame;
 pub use progress::{Progress, Snapshot};
@@ -105,6 +106,8 @@ pub struct EncoderSettings {
     pub crf: u32,
     /// Decode the source on the GPU too (`cuda`) when the frames are encoded there.
     pub hwaccel: Option<String>,
+    /// Threads of the decoder and of the encoder ffmpeg; 0: see [`thread_plan::ffmpeg_threads`].
+    pub ffmpeg_threads: u32,
 }
 
 impl Default for EncoderSettings {
@@ -124,6 +127,7 @@ impl EncoderSettings {
             preset: if nvenc { "p5" } else { "veryfast" }.into(),
             crf: if nvenc { 19 } else { 18 },
             hwaccel: nvenc.then(|| "cuda".to_string()),
+            ffmpeg_threads: 0,
         }
     }
 
@@ -306,6 +310,10 @@ pub fn run(
     std::fs::create_dir_all(promoter.staging())
         .map_err(|e| PipelineError::Io(format!("creating {}", promoter.staging().display()), e))?;
 
+    let ffmpeg_threads = thread_plan::ffmpeg_threads(
+        spec.encoder.ffmpeg_threads,
+        upscaler.device().starts_with("CPU"),
+    );
     let mut decode_command = tools.ffmpeg_command();
     decode_command.args(args::decode(
         &input,
@@ -313,6 +321,7 @@ pub fn run(
         (start_seconds, run_seconds),
         filter.as_deref(),
         spec.encoder.hwaccel.as_deref(),
+        ffmpeg_threads,
     ));
     let mut decoder = Process::spawn("decoder ffmpeg", decode_command, false, true)?;
 
@@ -330,9 +339,7 @@ pub fn run(
         video_codec: &spec.encoder.codec,
         preset: &spec.encoder.preset,
         crf: spec.encoder.crf,
-        // A network on the CPU is the bottleneck by far; one encoder thread keeps up with it
-        // and stops the encoder's thread pool from stalling the network's threads.
-        threads: (upscaler.device() == "CPU").then_some(1),
+        threads: ffmpeg_threads,
     };
     let mut encode_command = tools.ffmpeg_command();
     encode_command

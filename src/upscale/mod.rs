@@ -81,6 +81,9 @@ pub struct EngineOptions {
     /// Frames run at once, each on its own session (uint8 graphs only); 0: two on a GPU, one on
     /// the CPU.
     pub in_flight: u32,
+    /// ONNX Runtime's threads inside each session on the CPU; 0: every usable CPU. (A session
+    /// on a GPU keeps every usable CPU for the little it runs on the host.)
+    pub intra_threads: usize,
 }
 
 /// How frames cross into the network: `Float` (the host pads, converts and rounds, as planar
@@ -169,6 +172,7 @@ impl Default for EngineOptions {
             precision: Precision::Auto,
             frames: FrameIo::Auto,
             in_flight: 0,
+            intra_threads: 0,
         }
     }
 }

@@ -9,6 +9,7 @@ use ort::session::Session;
 use super::gpu::{cuda_device_count, DeviceChoice};
 use super::models::{self, Arithmetic, ModelSpec, Variant};
 use super::{runtime, EngineOptions, FrameIo, Precision, UpscaleError};
+use crate::cpu_budget;
 
 /// Where a session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,8 +222,23 @@ pub fn open(
             }
         },
     };
-    tracing::info!(model = %spec.name, device = %opened.device, "model loaded");
+    tracing::info!(
+        model = %spec.name,
+        device = %opened.device,
+        intra_op_threads = intra_threads(opened.accel, options),
+        "model loaded"
+    );
     Ok(opened)
+}
+
+/// ONNX Runtime's threads inside one operator. Its default, one per physical core, leaves
+/// logical cores idle on small virtual machines, so every usable CPU unless the options share
+/// them out between CPU jobs.
+fn intra_threads(accel: Accel, options: &EngineOptions) -> usize {
+    match options.intra_threads {
+        n if n > 0 && accel == Accel::Cpu => n,
+        _ => cpu_budget::usable_cpus().count,
+    }
 }
 
 fn session(
@@ -233,11 +249,8 @@ fn session(
     options: &EngineOptions,
     variant: Variant,
 ) -> Result<Session, ort::Error> {
-    // ONNX Runtime defaults to one thread per physical core, which on small virtual machines
-    // leaves logical cores idle; use them all.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = Session::builder(environment)?
-        .with_intra_threads(threads)?
+        .with_intra_threads(intra_threads(accel, options))?
         .with_config_entry("session.intra_op.allow_spinning", "0")?;
     match accel {
         Accel::Cpu => {}
@@ -309,6 +322,18 @@ mod tests {
         assert!(gpu.contains("for the CPU"), "{gpu}");
         let bytes = variant_for(Precision::Int8, FrameIo::Uint8, Accel::Cpu).unwrap_err();
         assert!(bytes.contains("float frames"), "{bytes}");
+    }
+
+    #[test]
+    fn the_planned_threads_go_to_cpu_sessions_only() {
+        let every = cpu_budget::usable_cpus().count;
+        let planned = |intra_threads| EngineOptions {
+            intra_threads,
+            ..EngineOptions::default()
+        };
+        assert_eq!(intra_threads(Accel::Cpu, &planned(3)), 3);
+        assert_eq!(intra_threads(Accel::Cpu, &planned(0)), every);
+        assert_eq!(intra_threads(Accel::Cuda(0), &planned(3)), every);
     }
 
     #[test]
