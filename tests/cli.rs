@@ -2,12 +2,32 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{facts, Clip};
 
 fn liveup() -> Command {
     Command::new(env!("CARGO_BIN_EXE_liveup"))
+}
+
+/// `liveup upscale SOURCE` on the CPU, quietly, writing beside the source: the final file's
+/// path and how the run ended.
+fn upscale_beside(source: &Path, extra: &[&str]) -> (PathBuf, std::process::Output) {
+    let dir = source.parent().unwrap();
+    let output = dir.join("clip.upscaled.ts");
+    let out = liveup()
+        .arg("upscale")
+        .arg(source)
+        .arg("--output")
+        .arg(&output)
+        .arg("--hls-dir")
+        .arg(dir.join("hls"))
+        .args(["--device", "cpu", "--quiet"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (output, out)
 }
 
 #[test]
@@ -18,17 +38,7 @@ fn upscale_prints_a_summary_and_writes_the_final_file() {
         ..Clip::default()
     }
     .make(&dir.path().join("clip.mp4"));
-    let output = dir.path().join("clip.upscaled.ts");
-    let out = liveup()
-        .arg("upscale")
-        .arg(&source)
-        .arg("--output")
-        .arg(&output)
-        .arg("--hls-dir")
-        .arg(dir.path().join("hls"))
-        .args(["--segment-seconds", "1", "--device", "cpu", "--quiet"])
-        .output()
-        .unwrap();
+    let (output, out) = upscale_beside(&source, &["--segment-seconds", "1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -52,17 +62,7 @@ fn upscale_on_the_cpu_takes_the_threads_asked_for_and_says_so() {
         ..Clip::default()
     }
     .make(&dir.path().join("clip.mp4"));
-    let output = dir.path().join("clip.upscaled.ts");
-    let out = liveup()
-        .arg("upscale")
-        .arg(&source)
-        .arg("--output")
-        .arg(&output)
-        .arg("--hls-dir")
-        .arg(dir.path().join("hls"))
-        .args(["--threads", "1", "--device", "cpu", "--quiet"])
-        .output()
-        .unwrap();
+    let (output, out) = upscale_beside(&source, &["--threads", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

@@ -450,12 +450,26 @@ fn a_far_seek_on_a_lower_rung_restarts_the_upscaler_there() {
         &layout.config("jit_restart_seconds = 4\n[profiles]\nsmall = [\"54p:100\"]\n"),
     );
     let id = started(&daemon, &source);
-    let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
-    assert!(
-        master.status == 200 || master.status == 503,
-        "{}",
-        master.body
-    );
+    // As a player does: the master playlist until it is there (503 while the job starts), and
+    // only then a rung's segment.
+    let asked = Instant::now();
+    loop {
+        let master = daemon.get(&format!("/hls/{id}/master.m3u8?profile=small"));
+        assert!(
+            master.status == 200 || master.status == 503,
+            "{}",
+            master.body
+        );
+        if master.status == 200 {
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(60),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let path = format!("/hls/{id}/segment_00012.54p.m4s");
     let started = Instant::now();
     let reply = loop {
