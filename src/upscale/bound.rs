@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::Session;
+use ort::session::{IoBinding, Session};
 use ort::value::Tensor;
 
 use super::sessions::{Accel, Opened};
@@ -24,9 +24,11 @@ fn failed(e: ort::Error) -> UpscaleError {
     UpscaleError::Inference(e.to_string())
 }
 
-/// One session with its host buffers, one pair per tile size (a frame has at most four).
+/// One session with its I/O binding and host buffers, one pair per tile size (a frame has at
+/// most four).
 struct Lane {
     session: Session,
+    binding: IoBinding,
     accel: Accel,
     buffers: HashMap<(u32, u32), (Tensor<u8>, Tensor<u8>)>,
 }
@@ -47,12 +49,8 @@ impl Lane {
         }
     }
 
-    fn buffers(
-        &mut self,
-        width: u32,
-        height: u32,
-        scale: u32,
-    ) -> Result<&mut (Tensor<u8>, Tensor<u8>), ort::Error> {
+    /// Allocates the input and output buffers of a `width × height` tile once.
+    fn ensure_buffers(&mut self, width: u32, height: u32, scale: u32) -> Result<(), ort::Error> {
         if !self.buffers.contains_key(&(width, height)) {
             let shape = |w: u32, h: u32| [1usize, h as usize, w as usize, 3];
             let input =
@@ -63,10 +61,7 @@ impl Lane {
             )?;
             self.buffers.insert((width, height), (input, output));
         }
-        Ok(self
-            .buffers
-            .get_mut(&(width, height))
-            .expect("inserted above"))
+        Ok(())
     }
 
     /// Runs every tile of `input` and writes each tile's core into `output`.
@@ -92,10 +87,17 @@ impl Lane {
     ) -> Result<(), UpscaleError> {
         let window = tile.window;
         let (ww, wh) = (window.width() as usize, window.height() as usize);
-        let mut binding = self.session.create_binding().map_err(failed)?;
-        let (tile_in, tile_out) = self
-            .buffers(window.width(), window.height(), scale)
+        self.ensure_buffers(window.width(), window.height(), scale)
             .map_err(failed)?;
+        let Lane {
+            session,
+            binding,
+            buffers,
+            ..
+        } = self;
+        let (tile_in, tile_out) = buffers
+            .get_mut(&(window.width(), window.height()))
+            .expect("allocated above");
         let (_, bytes) = tile_in.extract_tensor_mut();
         let frame_row = input.width as usize * 3;
         for y in 0..wh {
@@ -106,7 +108,7 @@ impl Lane {
         binding
             .bind_output(FRAME_OUT, &mut *tile_out)
             .map_err(failed)?;
-        let outputs = self.session.run_binding(&binding).map_err(failed)?;
+        let outputs = session.run_binding(binding).map_err(failed)?;
         let (shape, upscaled) = outputs[FRAME_OUT]
             .try_extract_tensor::<u8>()
             .map_err(failed)?;
@@ -147,23 +149,27 @@ impl BoundUpscaler {
         tile_size: u32,
         tile_overlap: u32,
         opened: Opened,
-    ) -> BoundUpscaler {
+    ) -> Result<BoundUpscaler, UpscaleError> {
         let accel = opened.accel;
-        BoundUpscaler {
-            lanes: opened
-                .sessions
-                .into_iter()
-                .map(|session| Lane {
+        let lanes = opened
+            .sessions
+            .into_iter()
+            .map(|session| {
+                Ok(Lane {
+                    binding: session.create_binding().map_err(failed)?,
                     session,
                     accel,
                     buffers: HashMap::new(),
                 })
-                .collect(),
+            })
+            .collect::<Result<_, UpscaleError>>()?;
+        Ok(BoundUpscaler {
+            lanes,
             scale,
             tile_size,
             tile_overlap,
             device: opened.device,
-        }
+        })
     }
 
     /// The frame in tiles of at most `tile_size` a side with their context; the graph itself

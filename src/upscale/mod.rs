@@ -193,7 +193,7 @@ pub fn build(model: &str, options: &EngineOptions) -> Result<Box<dyn Upscaler>, 
                     options.tile_size,
                     options.tile_overlap,
                     opened,
-                ))
+                )?)
             } else {
                 Box::new(onnx::OnnxUpscaler::new(
                     &spec,

@@ -59,7 +59,11 @@ pub fn find(name: &str) -> Result<ModelSpec, UpscaleError> {
 
 /// The `.onnx` file of `spec`, looked for in `configured`, `LIVEUP_MODELS_DIR`, then `.deps/models`.
 pub fn onnx_file(spec: &ModelSpec, configured: Option<&Path>) -> Result<PathBuf, UpscaleError> {
-    find_file(spec, configured, spec.onnx.as_deref().unwrap_or_default())
+    let plain = Variant {
+        arithmetic: Arithmetic::Fp32,
+        uint8_frames: false,
+    };
+    onnx_variant(spec, configured, plain)
 }
 
 /// One of the graphs the converter writes beside a model's `.onnx`: fp16 weights and arithmetic

@@ -78,6 +78,7 @@ pub struct Opened {
     pub variant: Variant,
     /// "CPU", "CUDA:0 fp16", "TensorRT:1 fp16", with " uint8" when frames cross as bytes.
     pub device: String,
+    pub intra_op_threads: usize,
 }
 
 /// TensorRT builds an fp16 engine unless fp32 is asked for.
@@ -124,7 +125,9 @@ pub fn open(
     options: &EngineOptions,
 ) -> Result<Opened, UpscaleError> {
     let environment = runtime::environment(options.ort_library.as_deref())?;
+    let every_cpu = cpu_budget::usable_cpus().count;
     let open_on = |accel: Accel| -> Result<Opened, ort::Error> {
+        let threads = intra_threads(accel, options, every_cpu);
         let variant =
             variant_for(options.precision, options.frames, accel).map_err(ort::Error::new)?;
         // The uint8 graphs do the shrink themselves; the float path runs the bare network.
@@ -143,7 +146,7 @@ pub fn open(
             1
         };
         let sessions = (0..count)
-            .map(|_| session(environment, &path, accel, spec, options, variant))
+            .map(|_| session(environment, &path, accel, threads, spec, options, variant))
             .collect::<Result<Vec<_>, _>>()?;
         let mut device = accel.label();
         if variant.arithmetic == Arithmetic::Fp16 || tensorrt_fp16(accel, options.precision) {
@@ -160,6 +163,7 @@ pub fn open(
             accel,
             variant,
             device,
+            intra_op_threads: threads,
         })
     };
     let inference = |e: ort::Error| UpscaleError::Inference(format!("{}: {e}", spec.name));
@@ -225,19 +229,19 @@ pub fn open(
     tracing::info!(
         model = %spec.name,
         device = %opened.device,
-        intra_op_threads = intra_threads(opened.accel, options),
+        intra_op_threads = opened.intra_op_threads,
         "model loaded"
     );
     Ok(opened)
 }
 
 /// ONNX Runtime's threads inside one operator. Its default, one per physical core, leaves
-/// logical cores idle on small virtual machines, so every usable CPU unless the options share
-/// them out between CPU jobs.
-fn intra_threads(accel: Accel, options: &EngineOptions) -> usize {
+/// logical cores idle on small virtual machines, so every usable CPU (`every_cpu`) unless the
+/// options share them out between CPU jobs.
+fn intra_threads(accel: Accel, options: &EngineOptions, every_cpu: usize) -> usize {
     match options.intra_threads {
         n if n > 0 && accel == Accel::Cpu => n,
-        _ => cpu_budget::usable_cpus().count,
+        _ => every_cpu,
     }
 }
 
@@ -245,12 +249,13 @@ fn session(
     environment: &ort::environment::Environment,
     path: &std::path::Path,
     accel: Accel,
+    threads: usize,
     spec: &ModelSpec,
     options: &EngineOptions,
     variant: Variant,
 ) -> Result<Session, ort::Error> {
     let mut builder = Session::builder(environment)?
-        .with_intra_threads(intra_threads(accel, options))?
+        .with_intra_threads(threads)?
         .with_config_entry("session.intra_op.allow_spinning", "0")?;
     match accel {
         Accel::Cpu => {}
@@ -331,9 +336,9 @@ mod tests {
             intra_threads,
             ..EngineOptions::default()
         };
-        assert_eq!(intra_threads(Accel::Cpu, &planned(3)), 3);
-        assert_eq!(intra_threads(Accel::Cpu, &planned(0)), every);
-        assert_eq!(intra_threads(Accel::Cuda(0), &planned(3)), every);
+        assert_eq!(intra_threads(Accel::Cpu, &planned(3), every), 3);
+        assert_eq!(intra_threads(Accel::Cpu, &planned(0), every), every);
+        assert_eq!(intra_threads(Accel::Cuda(0), &planned(3), every), every);
     }
 
     #[test]
