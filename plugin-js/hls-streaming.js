@@ -13,10 +13,13 @@
  *  2. asks liveup to upscale it (POST /upscale-trigger with the Jellyfin webhook form; if liveup
  *     has no Jellyfin API key, it sends the file path it gets from window.ApiClient instead);
  *  3. polls the job every `checkInterval` ms, at most `maxRetries` times, until the upscaled film
- *     covers the current position plus `safetyMargin` seconds (or is complete);
+ *     covers the current position plus `safetyMargin` seconds (or is complete) and liveup's
+ *     measured rate says the viewer will not catch up with the upscaler; when it says they would,
+ *     offers liveup's stand-in made with a quicker model, if there is one, or else nothing, and
+ *     tells the viewer when the film will be ready;
  *  4. switches the <video> to the upscaled HLS stream with hls.js (native HLS where there is no
  *     MediaSource, i.e. iOS Safari), automatically or once the viewer accepts a small prompt,
- *     keeping the position and the play/pause state;
+ *     keeping the position and the play/pause state, with a label naming the model that plays;
  *  5. on a fatal playback error puts the original source back at the current position, and when
  *     the upscaling job failed or was cancelled (liveup answers 410) tells the viewer why.
  *
@@ -301,6 +304,7 @@
     clearInterval(s.stallTimer);
     removePrompt(s);
     removeNotice(s);
+    removeBadge(s);
     if (s.hls) {
       try {
         s.hls.destroy();
@@ -418,8 +422,19 @@
           // Not before Jellyfin's own source plays: it would replace ours, and there would be
           // nothing to go back to.
           var started = s.video.readyState >= 2 && (s.video.currentSrc || s.video.src);
-          if (started && (complete || ready >= position + CONFIG.safetyMargin)) {
-            return ready_(s, { position: position, readySeconds: ready, complete: complete });
+          var keeps = keepsUp(job, position);
+          if (started && keeps === false) {
+            // A switch the upscaler cannot keep: the stand-in's stream, or no offer at all.
+            if (job.stand_in && job.stand_in.job_id) standIn(s, job);
+            else notLive(s, job);
+            s.timer = setTimeout(function () {
+              poll(s);
+            }, CONFIG.checkInterval);
+            return;
+          }
+          // (Not before liveup has measured whether the upscaler keeps up.)
+          if (started && keeps !== null && (complete || ready >= position + CONFIG.safetyMargin)) {
+            return ready_(s, { position: position, readySeconds: ready, complete: complete, model: job.model });
           }
         }
         if (++s.retries >= CONFIG.maxRetries) {
@@ -438,6 +453,41 @@
           poll(s);
         }, CONFIG.checkInterval);
       });
+  }
+
+  // Whether a viewer at `position` watching from now on never catches up with the upscaler: the
+  // rest of the film is made, at the measured rate, before they reach its end. null while liveup
+  // has not measured the rate yet.
+  function keepsUp(job, position) {
+    if (job.state === 'complete' || (job.live === true && job.throttled)) return true;
+    if (job.live === null || job.live === undefined) return null;
+    var total = Number(job.source_duration_seconds) || 0;
+    var rate = Number(job.rate) || 0;
+    if (!(total > 0) || !(rate > 0)) return job.live;
+    var ready = Number(job.duration_seconds) || 0;
+    return (total - ready) / rate <= total - position;
+  }
+
+  function clockTime(unixSeconds) {
+    if (!unixSeconds) return 'later';
+    return new Date(unixSeconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  // The film's own job cannot keep up, and liveup streams it meanwhile with a quicker model:
+  // that job is the one offered from now on (the final file is still made with the film's).
+  function standIn(s, job) {
+    var stand = job.stand_in;
+    s.job = Object.assign({}, s.job, { job_id: stand.job_id, hls_url: stand.hls_url });
+    s.standIn = { model: stand.model, forModel: job.model, readyAt: job.ready_at };
+    setState(s, 'standing_in', { jobId: stand.job_id, model: stand.model, forModel: job.model, readyAt: job.ready_at });
+  }
+
+  // No switch is offered: the viewer would catch up with the upscaler. Said once per playback.
+  function notLive(s, job) {
+    var facts = { readyAt: job.ready_at, rate: job.rate, model: job.model };
+    if (s.state === 'not_live') return Object.assign(s.info, facts);
+    showNotice(s, 'The upscaled version is made slower than the film plays; it will be ready at ' + clockTime(job.ready_at) + '.');
+    setState(s, 'not_live', facts);
   }
 
   // What jellyfin-web says it does, else what its source URL says.
@@ -494,7 +544,10 @@
       'background:rgba(20,20,20,.92);color:#fff;border-radius:.5em;font:14px/1.4 sans-serif;' +
       'box-shadow:0 .3em 1.2em rgba(0,0,0,.5)';
     var text = document.createElement('div');
-    text.textContent = 'An upscaled version of this film is ready. Switch to it?';
+    text.textContent = s.standIn
+      ? 'A quick upscale (' + s.standIn.model + ') is ready; ' + s.standIn.forModel + ' will be ready at ' +
+        clockTime(s.standIn.readyAt) + '. Switch to the quick one now?'
+      : 'An upscaled version of this film is ready. Switch to it?';
     text.style.marginBottom = '.7em';
     var accept = document.createElement('button');
     accept.className = 'liveup-accept';
@@ -561,6 +614,26 @@
   function removeNotice(s) {
     if (s.notice && s.notice.parentNode) s.notice.parentNode.removeChild(s.notice);
     s.notice = null;
+  }
+
+  // While liveup's stream plays, a corner label says which model made it.
+  function showBadge(s, model) {
+    removeBadge(s);
+    var badge = document.createElement('div');
+    badge.className = 'liveup-badge';
+    badge.style.cssText =
+      'position:fixed;left:1em;top:1em;z-index:100000;padding:.2em .6em;background:rgba(20,20,20,.75);' +
+      'color:#fff;border-radius:.3em;font:12px/1.4 sans-serif;pointer-events:none';
+    badge.textContent = s.standIn
+      ? 'Upscaled: ' + model + ' (until ' + s.standIn.forModel + ' is ready at ' + clockTime(s.standIn.readyAt) + ')'
+      : 'Upscaled: ' + model;
+    document.body.appendChild(badge);
+    s.badge = badge;
+  }
+
+  function removeBadge(s) {
+    if (s.badge && s.badge.parentNode) s.badge.parentNode.removeChild(s.badge);
+    s.badge = null;
   }
 
   function jobEndReason(job) {
@@ -651,7 +724,11 @@
         if (session !== s || s.state === 'fallback') return;
         s.switching = false;
         watchStalls(s);
+        var model = (s.standIn && s.standIn.model) || s.info.model || '';
+        if (model) showBadge(s, model);
         setState(s, 'switched', {
+          model: model,
+          standIn: !!s.standIn,
           position: position,
           resumedAt: video.currentTime,
           videoWidth: video.videoWidth,
@@ -774,6 +851,7 @@
     var position = s.state === 'switching' ? s.info.position : video.currentTime;
     var wasPaused = s.state === 'switching' ? s.info.wasPaused : video.paused;
     s.switching = true;
+    removeBadge(s);
     setState(s, 'fallback', { reason: reason, position: position });
     if (s.hls) {
       try {

@@ -63,6 +63,10 @@ pub struct Config {
     pub jellyfin_url: Option<String>,
     pub jellyfin_api_key: Option<String>,
     pub model: String,
+    /// While `model` cannot keep up with a viewer, the live stream is made with this one (e.g.
+    /// `lanczos`) and the final file still with `model`. Not set: the viewer is told when the
+    /// upscaled version will be ready instead.
+    pub live_fallback_model: Option<String>,
     #[serde(with = "via_string")]
     pub device: DeviceChoice,
     pub segment_seconds: u32,
@@ -173,6 +177,7 @@ impl Config {
             jellyfin_url: None,
             jellyfin_api_key: None,
             model: DEFAULT_MODEL.to_string(),
+            live_fallback_model: None,
             device: DeviceChoice::Auto,
             segment_seconds: 6,
             max_jobs: 1,
@@ -322,6 +327,9 @@ impl Config {
             ));
         }
         models::find(&self.model).map_err(|e| invalid("model", e.to_string()))?;
+        if let Some(fallback) = &self.live_fallback_model {
+            models::find(fallback).map_err(|e| invalid("live_fallback_model", e.to_string()))?;
+        }
         ladder::check_profiles(&self.profiles).map_err(|m| invalid("profiles", m))?;
         if !self.default_profile.is_empty() && !self.profiles.contains_key(&self.default_profile) {
             let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
@@ -396,6 +404,7 @@ impl Config {
         for (key, value) in [
             ("token", &self.token),
             ("jellyfin_api_key", &self.jellyfin_api_key),
+            ("live_fallback_model", &self.live_fallback_model),
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 return Err(invalid(key, "must not be empty".to_string()));
@@ -1033,6 +1042,8 @@ mod tests {
             (("LIVEUP_BIND", "127.0.0.1"), None),
             (("LIVEUP_DEVICE", "gpu"), None),
             (("LIVEUP_MODEL", "no-such-model"), None),
+            (("LIVEUP_LIVE_FALLBACK_MODEL", "bicubic-please"), None),
+            (("LIVEUP_LIVE_FALLBACK_MODEL", ""), None),
             (("LIVEUP_MEDIA_ROOTS", missing), None),
             (("LIVEUP_WATCH_DIRS", missing), None),
             (("LIVEUP_PUBLIC_URL", "ftp://films.example"), None),
@@ -1197,7 +1208,7 @@ mod tests {
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
              encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n\
              cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\nframe_io = \"uint8\"\nframes_in_flight = 3\n\
-             intra_op_threads = 4\nffmpeg_threads = 2\n",
+             intra_op_threads = 4\nffmpeg_threads = 2\nlive_fallback_model = \"lanczos\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1227,6 +1238,7 @@ mod tests {
         assert_eq!(config.precision, Precision::Fp16);
         assert_eq!(config.frame_io, FrameIo::Uint8);
         assert_eq!(config.frames_in_flight, 3);
+        assert_eq!(config.live_fallback_model.as_deref(), Some("lanczos"));
         assert_eq!((config.intra_op_threads, config.ffmpeg_threads), (4, 2));
         assert_eq!(
             config.slots(),

@@ -21,11 +21,15 @@ use common::Clip;
 /// Jellyfin item ids (32 hex digits, as Jellyfin writes them).
 const LIVE: &str = "5e1f0c2a9b8d4e7f8a6b3c2d1e0f9a8b";
 const FRESH: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// A film the model makes slower than it plays.
+const SLOW: &str = "7c6b5a4938271605f4e3d2c1b0a99887";
 const ORIGINAL: (u32, u32) = (96, 54);
-/// The default model doubles each side.
+/// The first daemon's model (lanczos: it keeps up with playback, as the switches tested there
+/// need) doubles each side.
 const UPSCALED: (u32, u32) = (192, 108);
+const SLOW_ORIGINAL: (u32, u32) = (320, 180);
 const NODE_LIMIT: Duration = Duration::from_secs(240);
-const TESTS: [&str; 18] = [
+const TESTS: [&str; 20] = [
     "auto_switch_keeps_position_and_keeps_playing",
     "prompt_accept_switches_and_keeps_pause",
     "prompt_decline_stays_on_the_original",
@@ -44,12 +48,14 @@ const TESTS: [&str; 18] = [
     "dash_js_plays_the_cmaf_ladder",
     "the_films_end_reaches_jellyfin_once",
     "same_origin_under_a_path_of_jellyfins_site",
+    "a_film_the_upscaler_cannot_keep_up_with_is_not_offered_and_the_ready_time_is_shown",
+    "a_stand_in_made_with_the_fallback_model_plays_and_says_so",
 ];
 
-fn film(layout: &Layout, name: &str, seconds: f64, photo: bool) -> PathBuf {
+fn film(layout: &Layout, name: &str, size: (u32, u32), seconds: f64, photo: bool) -> PathBuf {
     Clip {
-        width: ORIGINAL.0,
-        height: ORIGINAL.1,
+        width: size.0,
+        height: size.1,
         seconds,
         photo,
         // Clip puts its filter after the tone's input: the panned photo goes without sound.
@@ -105,30 +111,47 @@ fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
     let chromium = prerequisites(&plugin);
 
     let layout = Layout::new();
-    let live = film(&layout, "Live Film (2024).mp4", 20.0, true);
-    let fresh = film(&layout, "Fresh Film (2025).mp4", 6.0, false);
+    let live = film(&layout, "Live Film (2024).mp4", ORIGINAL, 20.0, true);
+    let fresh = film(&layout, "Fresh Film (2025).mp4", ORIGINAL, 6.0, false);
+    // A second daemon, on the default AI model with lanczos as its live_fallback_model, for a film
+    // that model cannot make as fast as it plays.
+    let fallback_layout = Layout::new();
+    let slow = film(
+        &fallback_layout,
+        "Slow Film (2023).mp4",
+        SLOW_ORIGINAL,
+        30.0,
+        false,
+    );
     let jellyfin = JellyfinStub::start(
         vec![
             (LIVE.into(), live.clone(), "Movie"),
             (FRESH.into(), fresh.clone(), "Movie"),
+            (SLOW.into(), slow.clone(), "Movie"),
         ],
         "browser-key",
     );
     // A ladder below the upscaled picture, for the rung-switching test.
     let config = layout.config(&format!(
-        "jellyfin_url = \"{}\"\njellyfin_api_key = \"browser-key\"\n\
+        "jellyfin_url = \"{}\"\njellyfin_api_key = \"browser-key\"\nmodel = \"lanczos\"\n\
          [profiles]\nsmall = [\"72p:40\", \"54p:20\"]",
         jellyfin.url
     ));
     let daemon = Daemon::start(&config);
+    let fallback = Daemon::start(&fallback_layout.config(&format!(
+        "jellyfin_url = \"{}\"\njellyfin_api_key = \"browser-key\"\n\
+         live_fallback_model = \"lanczos\"",
+        jellyfin.url
+    )));
 
-    // The viewer joins a film that is being upscaled: a few seconds are ready when the page opens.
+    // The viewer joins a film that is being upscaled: a few seconds are ready when the page opens,
+    // and liveup has measured that the upscaler keeps ahead of a viewer.
     let job_id = daemon.trigger_path(&live)["job_id"]
         .as_str()
         .unwrap()
         .to_string();
     daemon.wait_job(&job_id, Duration::from_secs(120), |job| {
-        job["duration_seconds"].as_f64().unwrap_or(0.0) >= 4.0
+        job["duration_seconds"].as_f64().unwrap_or(0.0) >= 4.0 && job["live"] == true
             || !job["state"]
                 .as_str()
                 .is_some_and(|s| s == "running" || s == "queued")
@@ -137,20 +160,23 @@ fn the_browser_script_switches_jellyfins_player_to_the_upscaled_stream() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    let items = serde_json::json!({ LIVE: live, FRESH: fresh });
+    let items = serde_json::json!({ LIVE: live, FRESH: fresh, SLOW: slow });
     let widths = serde_json::json!({
         "original": ORIGINAL.0,
         "upscaled": UPSCALED.0,
         "upscaledHeight": UPSCALED.1,
+        "slowUpscaled": SLOW_ORIGINAL.0 * 2,
     });
     let started = Instant::now();
     let mut node = Command::new("node")
         .arg(plugin.join("tests/run.mjs"))
         .current_dir(&plugin)
         .env("LIVEUP_URL", &daemon.url)
+        .env("LIVEUP_FALLBACK_URL", &fallback.url)
         .env("LIVEUP_ITEMS", items.to_string())
         .env("LIVEUP_ITEM_LIVE", LIVE)
         .env("LIVEUP_ITEM_FRESH", FRESH)
+        .env("LIVEUP_ITEM_SLOW", SLOW)
         .env("LIVEUP_WIDTHS", widths.to_string())
         .env("LIVEUP_TEST_OUT", &out)
         .env("CHROMIUM", &chromium)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::daemon::{processes_mentioning, request, Daemon, JellyfinStub, Layout};
@@ -642,4 +642,74 @@ fn a_job_says_whether_a_viewer_starting_now_would_catch_up() {
     assert_eq!(job["live"], true, "{job}");
     let job = lanczos.wait_complete(&id);
     assert_eq!(job["live"], true, "{job}");
+}
+
+#[test]
+fn a_job_that_cannot_keep_up_streams_from_a_stand_in_that_writes_no_final_file() {
+    let layout = Layout::new();
+    let film = Clip {
+        width: 320,
+        height: 180,
+        rate: 24,
+        seconds: 15.0,
+        ..Clip::default()
+    }
+    .make(&layout.media.join("film.mkv"));
+    let daemon = Daemon::start(&layout.config("live_fallback_model = \"lanczos\""));
+    let id = daemon.trigger_path(&film)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = daemon.wait_job(&id, Duration::from_secs(120), |j| {
+        j["stand_in"].is_object() || j["state"] != "running" && j["state"] != "queued"
+    });
+    assert_eq!(
+        job["live"], false,
+        "the AI model on 320x180 is slower than the film: {job}"
+    );
+    let stand_in = &job["stand_in"];
+    assert_eq!(stand_in["model"], "lanczos", "{job}");
+    let stand_in_id = stand_in["job_id"].as_str().unwrap().to_string();
+    assert_ne!(stand_in_id, id);
+    assert!(
+        stand_in["hls_url"].as_str().unwrap().contains(&stand_in_id),
+        "{job}"
+    );
+
+    let quick = daemon.wait_complete(&stand_in_id);
+    assert_eq!(quick["model"], "lanczos");
+    assert_eq!(quick["stand_in_for"], id.as_str());
+    assert_eq!(
+        quick["output_ready"], false,
+        "a stand-in has no final file: {quick}"
+    );
+    let playlist = request(
+        "GET",
+        &format!("{}/hls/{stand_in_id}/index.m3u8", daemon.url),
+        &[],
+        None,
+    );
+    assert_eq!(playlist.status, 200);
+    assert!(
+        playlist.body.contains("#EXT-X-ENDLIST"),
+        "{}",
+        playlist.body
+    );
+    // 15 s of film at under 1x: the film's own job is still running, its final file not there,
+    // and nothing stands under that name.
+    let output = PathBuf::from(job["output"].as_str().unwrap());
+    let film_job = request("GET", &format!("{}/api/jobs/{id}", daemon.url), &[], None).json();
+    assert_eq!(film_job["state"], "running", "{film_job}");
+    assert_eq!(film_job["model"], job["model"]);
+    assert!(!output.exists() && !output.with_extension("mp4.partial").exists());
+    // Exactly two jobs: the stand-in was started once, however many segments landed after.
+    let jobs = request("GET", &format!("{}/api/jobs", daemon.url), &[], None).json();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 2, "{jobs}");
+    let cancelled = request(
+        "DELETE",
+        &format!("{}/api/jobs/{id}", daemon.url),
+        &[],
+        None,
+    );
+    assert_eq!(cancelled.status, 200);
 }

@@ -239,6 +239,18 @@ fn cleanup_removes_completed_and_abandoned_folders_and_never_the_rest() {
     variant(&hls, id, "no-final-file", |r| {
         r["output"] = Value::from(s(&layout.output.join("gone.ts")))
     });
+    // Live streams that stood in for a job whose model could not keep up: no final file of their
+    // own, so one that is done may go; one still running stays.
+    for (name, state) in [
+        ("stand-in-done", "complete"),
+        ("stand-in-running", "running"),
+    ] {
+        variant(&hls, id, name, |r| {
+            r["state"] = state.into();
+            r["stand_in_for"] = Value::from(id);
+            r["output"] = Value::from(s(&layout.output.join("not-yet.mp4")));
+        });
+    }
     // A job whose final file lives inside its own folder: the folder holds a final file.
     let inside = variant(&hls, id, "final-inside", |_| {});
     let inner_final = inside.join("own.upscaled.ts");
@@ -269,6 +281,11 @@ fn cleanup_removes_completed_and_abandoned_folders_and_never_the_rest() {
     let completed = cleanup(&config, &["--completed-only", "--max-age", "0"]);
     assert_eq!(action(&completed, id), "removed", "{completed}");
     assert_eq!(action(&completed, "failed-job"), "kept");
+    assert_eq!(
+        action(&completed, "stand-in-done"),
+        "removed",
+        "{completed}"
+    );
     assert!(!hls.join(id).exists());
     assert!(final_file.is_file(), "the final file stays");
 
@@ -279,7 +296,13 @@ fn cleanup_removes_completed_and_abandoned_folders_and_never_the_rest() {
     assert_eq!(action(&report, "failed-job"), "removed", "{report}");
     assert!(!hls.join("failed-job").exists());
 
-    for kept in ["running-job", "queued-job", "no-final-file", "link-out"] {
+    for kept in [
+        "running-job",
+        "queued-job",
+        "no-final-file",
+        "stand-in-running",
+        "link-out",
+    ] {
         assert_eq!(action(&report, kept), "kept", "{kept}: {report}");
         assert!(hls.join(kept).exists(), "{kept}");
     }

@@ -7,6 +7,8 @@
 //   LIVEUP_ITEMS      JSON {"<jellyfin item id>": "<path of the original film>", …}
 //   LIVEUP_ITEM_LIVE  an item whose job is already upscaling (a few seconds ready)
 //   LIVEUP_ITEM_FRESH an item liveup has not seen (for the give-up test)
+//   LIVEUP_ITEM_SLOW  a larger film the model makes slower than it plays, for…
+//   LIVEUP_FALLBACK_URL a second daemon whose live_fallback_model is lanczos
 //   LIVEUP_WIDTHS     JSON {"original": 96, "upscaled": 192}
 //   LIVEUP_TEST_OUT   folder for screenshots, results.json and the browser's console
 //   CHROMIUM          the browser (default /usr/bin/chromium)
@@ -28,6 +30,8 @@ const LIVEUP = env('LIVEUP_URL').replace(/\/+$/, '');
 const ITEMS = JSON.parse(env('LIVEUP_ITEMS'));
 const LIVE = env('LIVEUP_ITEM_LIVE');
 const FRESH = env('LIVEUP_ITEM_FRESH');
+const SLOW = env('LIVEUP_ITEM_SLOW');
+const FALLBACK = env('LIVEUP_FALLBACK_URL').replace(/\/+$/, '');
 const WIDTHS = JSON.parse(env('LIVEUP_WIDTHS'));
 const OUT = env('LIVEUP_TEST_OUT');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -796,6 +800,52 @@ test('same_origin_under_a_path_of_jellyfins_site', async (tab) => {
   await expectAdvancing(tab, 1);
   return { ...through, at: switched.currentTime };
 }, { start: 1, prefix: true, config: { autoSwitch: true, safetyMargin: 2, maxRetries: 400 } });
+
+// A film the model cannot make as fast as it plays: liveup says so (live: false, ready_at) and
+// starts a stand-in made with its live_fallback_model. Here the stand-in is hidden from the
+// script: it must then offer nothing and tell the viewer when the film will be ready.
+test('a_film_the_upscaler_cannot_keep_up_with_is_not_offered_and_the_ready_time_is_shown', async (tab) => {
+  const notLive = await waitForState(tab, 'not_live', 90000);
+  const notice = await tab.waitForSelector('.liveup-notice', { timeout: 5000 });
+  const text = await notice.textContent();
+  expect(/slower than the film plays; it will be ready at \d/.test(text), 'the notice does not give the ready time', text);
+  expect(notLive.readyAt > Date.now() / 1000, 'ready_at is not in the future', notLive);
+  await sleep(2000); // eight checks' worth: still no offer
+  const all = await states(tab);
+  expect(!all.some((s) => ['ready', 'prompting', 'switching'].includes(s.state)), 'offered a switch it cannot keep', all.map((s) => s.state));
+  const now = await player(tab);
+  expect(!now.src.startsWith('blob:'), 'left the original', now);
+  await expectAdvancing(tab, 1);
+  return { notice: text, readyAt: notLive.readyAt, rate: notLive.rate };
+}, {
+  item: SLOW,
+  config: { liveupUrl: FALLBACK, autoSwitch: true, safetyMargin: 2, maxRetries: 400 },
+  prepare: (tab) => tab.route(/\/api\/jobs\/[0-9a-f]+$/, async (route) => {
+    const reply = await route.fetch();
+    const job = await reply.json();
+    delete job.stand_in;
+    await route.fulfill({ response: reply, body: JSON.stringify(job) });
+  }),
+});
+
+// The same film with the stand-in visible: the viewer is offered the quick upscale, told which
+// model it is and when the film's own will be ready, and sees the model while it plays.
+test('a_stand_in_made_with_the_fallback_model_plays_and_says_so', async (tab) => {
+  const standing = await waitForState(tab, 'standing_in', 90000);
+  expect(standing.model === 'lanczos' && standing.forModel !== 'lanczos', 'not the fallback model', standing);
+  const prompt = await tab.waitForSelector('.liveup-prompt', { timeout: 60000 });
+  const offer = await prompt.textContent();
+  expect(offer.includes('lanczos') && offer.includes(standing.forModel), 'the prompt does not name both models', offer);
+  await tab.click('.liveup-accept');
+  const switched = await waitForState(tab, 'switched');
+  expect(switched.model === 'lanczos' && switched.standIn === true, 'switched to something else', switched);
+  const badge = await (await tab.waitForSelector('.liveup-badge', { timeout: 5000 })).textContent();
+  expect(badge.includes('lanczos') && badge.includes(standing.forModel), 'the player does not say which model plays', badge);
+  const now = await player(tab);
+  expect(now.src.startsWith('blob:') && now.videoWidth === WIDTHS.slowUpscaled, 'not on the stand-in stream', now);
+  await expectAdvancing(tab, 1);
+  return { offer, badge, standIn: standing.jobId };
+}, { item: SLOW, start: 1, config: { liveupUrl: FALLBACK, autoSwitch: false, safetyMargin: 2, maxRetries: 400, playlist: 'index' } });
 
 // ---- running them -----------------------------------------------------------------------------
 

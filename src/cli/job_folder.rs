@@ -50,6 +50,11 @@ impl JobFolder {
             .unwrap_or(false)
     }
 
+    /// The job this one streams for while its model cannot keep up (it writes no final file).
+    pub fn stand_in_for(&self) -> Option<&str> {
+        self.record.as_ref()?.get("stand_in_for")?.as_str()
+    }
+
     /// The final file the job writes, as job.json names it.
     pub fn output(&self) -> Option<PathBuf> {
         let text = self.record.as_ref()?.get("output")?.as_str()?;

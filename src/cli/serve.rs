@@ -66,6 +66,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             jit_restart_seconds: config.jit_restart_seconds as f64,
             throttle_ahead_seconds: config.throttle_ahead_seconds as f64,
             session_timeout: std::time::Duration::from_secs(config.session_timeout_seconds),
+            live_fallback_model: config.live_fallback_model.clone(),
             min_free_bytes: config.min_free_space_mb * crate::disk::MIB,
             encoder,
         },

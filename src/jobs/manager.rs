@@ -17,9 +17,9 @@ use tokio::sync::watch;
 
 use super::decide::{seek_decision, throttle_decision, EncoderAt, Seek, SeekFacts};
 use super::entry::{Entry, Saving, Stop};
-use super::queue::{Queue, Slots};
+use super::queue::{Queue, Slots, BESIDE};
 use super::sessions::{Session, Sessions};
-use super::view::view;
+use super::view::{keeps_up, view};
 use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
 use crate::disk::{self, LowSpace};
 use crate::job_dir::JobDir;
@@ -31,6 +31,9 @@ use crate::upscale::{DeviceChoice, EngineOptions};
 /// at least this often to notice the manager is gone.
 const SPACE_RECHECK: Duration = Duration::from_secs(1);
 const SUPERVISOR_IDLE: Duration = Duration::from_secs(5);
+/// A run's rate decides on a stand-in only once measured this long: the first seconds (ffmpeg
+/// starting, caches filling) are slower than the rest.
+const STAND_IN_AFTER_SECONDS: f64 = 10.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -64,6 +67,8 @@ pub struct ManagerSettings {
     /// A watched job pauses when this far ahead of the furthest segment any viewer asked for.
     pub throttle_ahead_seconds: f64,
     pub session_timeout: Duration,
+    /// Plays while a viewer's job cannot keep up: see [`JobRecord::stand_in_for`].
+    pub live_fallback_model: Option<String>,
     /// No run starts, and a running one pauses, while less than this is free where jobs write.
     pub min_free_bytes: u64,
     pub encoder: EncoderSettings,
@@ -159,7 +164,7 @@ impl JobManager {
                         record.resumes += 1;
                     }
                     record.state = JobState::Queued;
-                    state.queue.push(&record.id, record.priority);
+                    enqueue(&mut state.queue, &record);
                     resumed += 1;
                 }
                 state
@@ -218,6 +223,27 @@ impl JobManager {
         name: Option<String>,
         priority: Priority,
     ) -> Result<Submitted, JobError> {
+        let model = self.settings.model.clone();
+        self.submit_job(source, name, priority, &model, None)
+    }
+
+    /// The id of the job making `source` with `model`.
+    fn job_id_for(&self, source: &Path, size: u64, mtime: i64, model: &str) -> String {
+        let settings = format!(
+            "model={model};segment={};codec={}",
+            self.settings.segment_seconds, self.settings.encoder.codec
+        );
+        id::job_id(source, size, mtime, &settings)
+    }
+
+    fn submit_job(
+        self: &Arc<Self>,
+        source: &Path,
+        name: Option<String>,
+        priority: Priority,
+        model: &str,
+        stand_in_for: Option<&str>,
+    ) -> Result<Submitted, JobError> {
         let metadata = std::fs::metadata(source).map_err(|e| JobError::Source {
             path: source.to_path_buf(),
             source: e,
@@ -227,11 +253,7 @@ impl JobManager {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
-        let settings = format!(
-            "model={};segment={};codec={}",
-            self.settings.model, self.settings.segment_seconds, self.settings.encoder.codec
-        );
-        let id = id::job_id(source, metadata.len(), mtime, &settings);
+        let id = self.job_id_for(source, metadata.len(), mtime, model);
         // A job met for the first time starts from what its folder holds: listed only then.
         let known = self.state.lock().unwrap().jobs.contains_key(&id);
         let on_disk = (!known).then(|| self.job_dir(&id).segments_on_disk());
@@ -244,6 +266,7 @@ impl JobManager {
             match existing {
                 Some(JobState::Queued) => {
                     state.queue.raise(&id, priority);
+                    // (A stand-in waits for no device: raising it changes nothing.)
                     let entry = state.jobs.get_mut(&id).expect("just seen");
                     let raised = priority < entry.record.priority;
                     entry.record.priority = entry.record.priority.min(priority);
@@ -255,7 +278,8 @@ impl JobManager {
                     entry.record.state = JobState::Queued;
                     entry.record.priority = priority;
                     let saving = entry.next_save();
-                    state.queue.push(&id, priority);
+                    let record = entry.record.clone();
+                    enqueue(&mut state.queue, &record);
                     (false, Some(saving))
                 }
                 Some(JobState::Failed | JobState::Cancelled) | None => {
@@ -273,7 +297,7 @@ impl JobManager {
                         source: source.to_path_buf(),
                         source_size: metadata.len(),
                         source_mtime: mtime,
-                        model: self.settings.model.clone(),
+                        model: model.to_string(),
                         segment_seconds: self.settings.segment_seconds,
                         state: JobState::Queued,
                         priority,
@@ -286,8 +310,10 @@ impl JobManager {
                         error: None,
                         variants: Vec::new(),
                         variant_lock: None,
+                        stand_in_for: stand_in_for.map(str::to_string),
+                        stand_in: None,
                     };
-                    state.queue.push(&id, priority);
+                    enqueue(&mut state.queue, &record);
                     // A retried job keeps the segments it has; a new one starts from what
                     // the folder holds.
                     let made = state
@@ -363,6 +389,7 @@ impl JobManager {
             .jobs
             .values()
             .filter(|e| e.record.source.file_name().is_some_and(|n| n == file_name))
+            .filter(|e| e.record.stand_in_for.is_none())
             .max_by_key(|e| (e.record.state.is_active(), e.record.created_at))
             .map(|e| view(e, state.low_space.as_ref()))
     }
@@ -529,7 +556,13 @@ impl JobManager {
             (decision, resume)
         };
         if let (Seek::ResumeAt(at), Some(record)) = (decision, resume) {
-            let _ = self.submit(&record.source, Some(record.name), Priority::Playback);
+            let _ = self.submit_job(
+                &record.source,
+                Some(record.name),
+                Priority::Playback,
+                &record.model,
+                record.stand_in_for.as_deref(),
+            );
             if let Some(entry) = self.state.lock().unwrap().jobs.get_mut(id) {
                 entry.stop = Some(Stop::Jump(at));
             }
@@ -578,7 +611,7 @@ impl JobManager {
         }
     }
 
-    fn supervise(&self) {
+    fn supervise(self: &Arc<Self>) {
         let mut saves = Vec::new();
         let mut state = self.state.lock().unwrap();
         let expired = state.sessions.expire(self.settings.session_timeout);
@@ -588,7 +621,10 @@ impl JobManager {
                 continue;
             }
             if let Some(entry) = state.jobs.get_mut(&session.job_id) {
-                if entry.record.priority == Priority::Playback && entry.record.state.is_active() {
+                // A job with a stand-in makes the final file whoever watches.
+                let for_viewers =
+                    entry.record.priority == Priority::Playback && entry.record.stand_in.is_none();
+                if for_viewers && entry.record.state.is_active() {
                     tracing::info!(job = %session.job_id, "last viewer left: stopping, segments kept");
                     if entry.record.state == JobState::Running {
                         entry.halt(Stop::Abandoned);
@@ -606,12 +642,24 @@ impl JobManager {
             .filter(|e| e.record.state == JobState::Running)
             .map(|e| e.record.id.clone())
             .collect();
+        let mut stand_ins = Vec::new();
         for id in running {
             self.throttle(&mut state, &id);
+            if let Some(claimed) = state
+                .jobs
+                .get_mut(&id)
+                .and_then(|entry| self.claim_stand_in(entry))
+            {
+                stand_ins.push(claimed);
+            }
         }
         drop(state);
         for saving in saves {
             self.write(saving);
+        }
+        for (saving, record, model) in stand_ins {
+            self.write(saving);
+            self.start_stand_in(&record, &model);
         }
     }
 
@@ -701,7 +749,11 @@ impl JobManager {
             let Some((id, device)) = state.queue.start_next() else {
                 break;
             };
-            let label = state.queue.slots().label(device).to_string();
+            let label = if device == BESIDE {
+                "stand-in".to_string()
+            } else {
+                state.queue.slots().label(device).to_string()
+            };
             let Some(entry) = state.jobs.get_mut(&id) else {
                 state.queue.finished(device);
                 continue;
@@ -733,13 +785,71 @@ impl JobManager {
     }
 
     /// A run moved segment `index` of job `id` into place.
-    fn segment_landed(&self, id: &str, index: u32) {
-        let mut state = self.state.lock().unwrap();
-        if let Some(entry) = state.jobs.get_mut(id) {
-            entry.made.insert(index);
-            entry.wake_waiters();
+    fn segment_landed(self: &Arc<Self>, id: &str, index: u32) {
+        let stand_in = {
+            let mut state = self.state.lock().unwrap();
+            if let Some(entry) = state.jobs.get_mut(id) {
+                entry.made.insert(index);
+                entry.wake_waiters();
+            }
+            self.throttle(&mut state, id);
+            state
+                .jobs
+                .get_mut(id)
+                .and_then(|entry| self.claim_stand_in(entry))
+        };
+        if let Some((saving, record, model)) = stand_in {
+            self.write(saving);
+            self.start_stand_in(&record, &model);
         }
-        self.throttle(&mut state, id);
+    }
+
+    /// When job `entry` is watched and its model cannot keep up, marks it as having a stand-in
+    /// (so it is started once) and returns what to save and start.
+    fn claim_stand_in(&self, entry: &mut Entry) -> Option<(Saving, JobRecord, String)> {
+        let fallback = self.settings.live_fallback_model.as_ref()?;
+        let record = &entry.record;
+        let wanted = record.priority == Priority::Playback
+            && record.stand_in_for.is_none()
+            && record.stand_in.is_none()
+            && *fallback != record.model
+            && entry.progress.snapshot().elapsed_seconds >= STAND_IN_AFTER_SECONDS
+            && keeps_up(entry) == Some(false);
+        if !wanted {
+            return None;
+        }
+        let stand_in = self.job_id_for(
+            &record.source,
+            record.source_size,
+            record.source_mtime,
+            fallback,
+        );
+        entry.record.stand_in = Some(stand_in);
+        Some((entry.next_save(), entry.record.clone(), fallback.clone()))
+    }
+
+    fn start_stand_in(self: &Arc<Self>, record: &JobRecord, model: &str) {
+        let id = &record.id;
+        match self.submit_job(
+            &record.source,
+            Some(record.name.clone()),
+            Priority::Playback,
+            model,
+            Some(id),
+        ) {
+            Ok(submitted) => tracing::info!(
+                job = %id,
+                stand_in = %submitted.job.id,
+                "{} cannot keep up with a viewer: the live stream is made with {model} \
+                 meanwhile, the final file still with {}",
+                record.model,
+                record.model
+            ),
+            Err(error) => {
+                tracing::warn!(job = %id, "cannot start a stand-in with {model}: {error}");
+                self.update(id, |r| r.stand_in = None);
+            }
+        }
     }
 
     /// Wakes whoever waits on job `id`'s segments each time one lands (`None`: no such job).
@@ -793,6 +903,15 @@ impl JobManager {
         if let Some(saving) = saving {
             self.write(saving);
         }
+    }
+}
+
+/// Queues `record`'s job: a stand-in runs beside the device slots, the others take one.
+fn enqueue(queue: &mut Queue, record: &JobRecord) {
+    if record.stand_in_for.is_some() {
+        queue.push_beside(&record.id);
+    } else {
+        queue.push(&record.id, record.priority);
     }
 }
 

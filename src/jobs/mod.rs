@@ -99,6 +99,13 @@ pub struct JobRecord {
     /// Who makes the lower rungs now, until when (renewed as it goes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant_lock: Option<VariantLock>,
+    /// The job whose live stream this one stands in for: made with `live_fallback_model` while
+    /// that job's model cannot keep up with a viewer; it never writes a final file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stand_in_for: Option<String>,
+    /// The job standing in for this one's live stream, once one was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stand_in: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +175,9 @@ pub struct JobView {
     pub live: Option<bool>,
     /// When the whole film should be ready (Unix seconds), at the measured rate.
     pub ready_at: Option<u64>,
+    /// See [`JobRecord::stand_in_for`] and [`JobRecord::stand_in`].
+    pub stand_in_for: Option<String>,
+    pub stand_in: Option<String>,
     pub resumes: u32,
     pub error: Option<String>,
     /// Set while the job is held because too little disk space is free: why, and what to do.

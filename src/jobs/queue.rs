@@ -1,8 +1,13 @@
 //! The jobs waiting for a run and the slots they run in: playback before library, first come
 //! first served within each, each job at most once; at most `per_device` runs on each device
-//! at a time, a new run going to the least busy device.
+//! at a time, a new run going to the least busy device. Stand-ins (see
+//! [`super::JobRecord::stand_in_for`]) wait for no slot: they must play while their film's own job
+//! holds one.
 
 use super::Priority;
+
+/// The "device" of a run started beside the slots.
+pub const BESIDE: usize = usize::MAX;
 
 #[derive(Debug, Default)]
 pub struct Queue {
@@ -10,6 +15,8 @@ pub struct Queue {
     waiting: Vec<(Priority, u64, String)>,
     arrivals: u64,
     slots: Slots,
+    beside: Vec<String>,
+    running_beside: usize,
 }
 
 /// The devices runs go to (`cuda:0`, `cpu`, …) and how many run on each now.
@@ -91,12 +98,21 @@ impl Queue {
         self.waiting.sort();
     }
 
+    /// Queues job `id` to start at once, beside the slots.
+    pub fn push_beside(&mut self, id: &str) {
+        if !self.contains(id) {
+            self.beside.push(id.to_string());
+        }
+    }
+
     pub fn remove(&mut self, id: &str) {
         self.waiting.retain(|(_, _, waiting)| waiting != id);
+        self.beside.retain(|waiting| waiting != id);
     }
 
     pub fn contains(&self, id: &str) -> bool {
         self.waiting.iter().any(|(_, _, waiting)| waiting == id)
+            || self.beside.iter().any(|waiting| waiting == id)
     }
 
     /// Runs go to these devices from now on (set once, before any run).
@@ -110,6 +126,10 @@ impl Queue {
 
     /// The next job to run and the device it runs on, taking a slot there, when one is free.
     pub fn start_next(&mut self) -> Option<(String, usize)> {
+        if !self.beside.is_empty() {
+            self.running_beside += 1;
+            return Some((self.beside.remove(0), BESIDE));
+        }
         if self.waiting.is_empty() {
             return None;
         }
@@ -119,11 +139,15 @@ impl Queue {
 
     /// A run on `device` ended: its slot is free.
     pub fn finished(&mut self, device: usize) {
-        self.slots.release(device);
+        if device == BESIDE {
+            self.running_beside = self.running_beside.saturating_sub(1);
+        } else {
+            self.slots.release(device);
+        }
     }
 
     pub fn running(&self) -> usize {
-        self.slots.busy.iter().sum()
+        self.slots.busy.iter().sum::<usize>() + self.running_beside
     }
 }
 
@@ -179,6 +203,28 @@ mod tests {
         queue.remove("d");
         assert!(!queue.contains("d"));
         assert_eq!(queue.start_next(), None);
+    }
+
+    #[test]
+    fn a_stand_in_starts_beside_full_slots_and_is_counted_as_running() {
+        let mut queue = Queue::default();
+        queue.push("film", Priority::Playback);
+        assert_eq!(queue.start_next(), Some(("film".to_string(), 0)));
+        queue.push("queued", Priority::Library);
+        queue.push_beside("stand-in");
+        queue.push_beside("stand-in");
+        assert!(queue.contains("stand-in"));
+        assert_eq!(queue.start_next(), Some(("stand-in".to_string(), BESIDE)));
+        assert_eq!(queue.start_next(), None, "the one slot is still taken");
+        assert_eq!(queue.running(), 2);
+        queue.finished(BESIDE);
+        assert_eq!(queue.running(), 1);
+        assert_eq!(queue.start_next(), None, "a stand-in ending frees no slot");
+        queue.finished(0);
+        assert_eq!(queue.start_next(), Some(("queued".to_string(), 0)));
+        queue.push_beside("gone");
+        queue.remove("gone");
+        assert!(!queue.contains("gone"));
     }
 
     #[test]

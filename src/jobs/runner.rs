@@ -107,7 +107,9 @@ impl JobManager {
             JobError::Probe(probe) => PipelineError::Probe(probe),
             other => PipelineError::Io(other.to_string(), std::io::ErrorKind::Other.into()),
         })?;
-        let _ = std::fs::remove_file(partial_path(&record.output));
+        if record.stand_in_for.is_none() {
+            let _ = std::fs::remove_file(partial_path(&record.output));
+        }
         let mut engine = self.settings.engine.clone();
         if let Some(device) = device {
             engine.device = device;
@@ -180,6 +182,9 @@ impl JobManager {
                     self.update(id, |r| r.segment_count = Some(last));
                 }
             }
+        }
+        if record.stand_in_for.is_some() {
+            return Ok(());
         }
         let bytes: u64 = (0..count)
             .filter_map(|i| std::fs::metadata(dir.segment(i)).ok())

@@ -14,18 +14,8 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
     let within = ..record.segment_count.unwrap_or(u32::MAX);
     let segments = entry.made.range(within).count();
     let complete = record.state == JobState::Complete;
-    let contiguous = entry
-        .made
-        .range(within)
-        .zip(0..)
-        .take_while(|(made, expected)| *made == expected)
-        .count() as u32;
-    let seconds = f64::from(record.segment_seconds);
     let total = record.source_duration_seconds;
-    let ready = match (total, record.segment_count) {
-        (Some(total), Some(count)) if contiguous >= count => total,
-        _ => f64::from(contiguous) * seconds,
-    };
+    let ready = ready_seconds(entry);
     let measured = entry.progress.snapshot();
     let running = record.state == JobState::Running;
     let progress = match total {
@@ -39,14 +29,7 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         Some(total) if running && rate > 0.0 => Some(((total - ready) / rate).max(0.0)),
         _ => None,
     };
-    let rate_known = measured.frames_done >= RATE_MEASURED_AFTER_FRAMES
-        && measured.elapsed_seconds >= RATE_MEASURED_AFTER_SECONDS;
-    let live = match total {
-        _ if complete => Some(true),
-        _ if running && entry.throttled_since.is_some() => Some(true),
-        Some(total) if running && rate_known && rate > 0.0 => Some((total - ready) / rate <= total),
-        _ => None,
-    };
+    let live = keeps_up(entry);
     JobView {
         id: record.id.clone(),
         name: record.name.clone(),
@@ -56,7 +39,7 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         model: record.model.clone(),
         output: record.output.clone(),
         // The final file gets its name only when whole, just before the job completes.
-        output_ready: complete,
+        output_ready: complete && record.stand_in_for.is_none(),
         segments,
         segment_count: record.segment_count,
         duration_seconds: ready,
@@ -69,6 +52,8 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         eta_seconds,
         live,
         ready_at: eta_seconds.map(|eta| super::now_seconds() + eta.ceil() as u64),
+        stand_in_for: record.stand_in_for.clone(),
+        stand_in: record.stand_in.clone(),
         resumes: record.resumes,
         error: record.error.clone(),
         waiting_for_space: low_space
@@ -76,5 +61,40 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
             .map(LowSpace::to_string),
         created_at: record.created_at,
         updated_at: record.updated_at,
+    }
+}
+
+/// Seconds of film ready to play from the start without a gap.
+fn ready_seconds(entry: &Entry) -> f64 {
+    let record = &entry.record;
+    let within = ..record.segment_count.unwrap_or(u32::MAX);
+    let contiguous = entry
+        .made
+        .range(within)
+        .zip(0..)
+        .take_while(|(made, expected)| *made == expected)
+        .count() as u32;
+    match (record.source_duration_seconds, record.segment_count) {
+        (Some(total), Some(count)) if contiguous >= count => total,
+        _ => f64::from(contiguous) * f64::from(record.segment_seconds),
+    }
+}
+
+/// Whether a viewer starting the film now would reach its end without catching up with the
+/// upscaler: the rest takes no longer to make, at the measured rate, than the whole film to
+/// watch. `None` until the run has measured its rate.
+pub(super) fn keeps_up(entry: &Entry) -> Option<bool> {
+    let record = &entry.record;
+    let running = record.state == JobState::Running;
+    let measured = entry.progress.snapshot();
+    let rate_known = measured.frames_done >= RATE_MEASURED_AFTER_FRAMES
+        && measured.elapsed_seconds >= RATE_MEASURED_AFTER_SECONDS;
+    match record.source_duration_seconds {
+        _ if record.state == JobState::Complete => Some(true),
+        _ if running && entry.throttled_since.is_some() => Some(true),
+        Some(total) if running && rate_known && measured.realtime > 0.0 => {
+            Some((total - ready_seconds(entry)) / measured.realtime <= total)
+        }
+        _ => None,
     }
 }

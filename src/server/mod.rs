@@ -54,6 +54,14 @@ impl AppState {
         value["master_url"] = json!(format!("{}/hls/{}/master.m3u8", self.public_url(), job.id));
         value["variants"] = json!(self.variants.view(&job.id));
         value["profiles"] = json!(self.config.profiles.keys().collect::<Vec<_>>());
+        if let Some(stand_in) = &job.stand_in {
+            value["stand_in"] = json!({
+                "job_id": stand_in,
+                "model": self.manager.get(stand_in).map(|j| j.model),
+                "hls_url": self.hls_url(stand_in),
+                "master_url": format!("{}/hls/{stand_in}/master.m3u8", self.public_url()),
+            });
+        }
         value
     }
 }

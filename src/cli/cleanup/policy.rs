@@ -144,6 +144,12 @@ fn apply(entry: &mut Entry, policy: &Policy, protected: &Protected) {
 fn decide(dir: &Path, policy: &Policy) -> Result<String, String> {
     let folder = JobFolder::read(dir);
     let state = folder.state().map(str::to_string);
+    let active = matches!(state.as_deref(), Some("queued" | "running"));
+    if let Some(film) = folder.stand_in_for().filter(|_| !active) {
+        return Ok(format!(
+            "the live stream that stood in for job {film}; it has no final file"
+        ));
+    }
     match state.as_deref() {
         Some(active @ ("queued" | "running")) => return Err(format!("{active} job")),
         Some("complete") => {
