@@ -63,6 +63,13 @@ pub struct Config {
     pub jellyfin_url: Option<String>,
     pub jellyfin_api_key: Option<String>,
     pub model: String,
+    /// Several hosts sharing one library: their jobs in this PostgreSQL database
+    /// (`postgres://user@host/db`). Not set: this host alone, its jobs in job.json files.
+    pub database_url: Option<String>,
+    /// How long a host holds a job without renewing its lease before another host takes it over.
+    pub lease_seconds: u64,
+    /// This host's name among the hosts sharing a database; empty: `<hostname>:<port>`.
+    pub host_id: String,
     /// While `model` cannot keep up with a viewer, the live stream is made with this one (e.g.
     /// `lanczos`) and the final file still with `model`. Not set: the viewer is told when the
     /// upscaled version will be ready instead.
@@ -178,6 +185,9 @@ impl Config {
             jellyfin_api_key: None,
             model: DEFAULT_MODEL.to_string(),
             live_fallback_model: None,
+            database_url: None,
+            lease_seconds: 30,
+            host_id: String::new(),
             device: DeviceChoice::Auto,
             segment_seconds: 6,
             max_jobs: 1,
@@ -327,6 +337,28 @@ impl Config {
             ));
         }
         models::find(&self.model).map_err(|e| invalid("model", e.to_string()))?;
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "database_url",
+                    "must be a PostgreSQL URL (postgres://user@host/database)".to_string(),
+                ));
+            }
+        }
+        if self.database_url.is_some() && self.bind.port() == 0 && self.host_id.is_empty() {
+            return Err(invalid(
+                "host_id",
+                "must be set when bind's port is chosen at start (0) and database_url is set"
+                    .to_string(),
+            ));
+        }
+        if !(2..=3600).contains(&self.lease_seconds) {
+            let got = self.lease_seconds;
+            return Err(invalid(
+                "lease_seconds",
+                format!("must be 2 to 3600 seconds, got {got}"),
+            ));
+        }
         if let Some(fallback) = &self.live_fallback_model {
             models::find(fallback).map_err(|e| invalid("live_fallback_model", e.to_string()))?;
         }
@@ -405,6 +437,7 @@ impl Config {
             ("token", &self.token),
             ("jellyfin_api_key", &self.jellyfin_api_key),
             ("live_fallback_model", &self.live_fallback_model),
+            ("database_url", &self.database_url),
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 return Err(invalid(key, "must not be empty".to_string()));
@@ -437,6 +470,17 @@ impl Config {
     }
 
     /// Anyone who can reach a non-loopback address could otherwise start jobs on this machine.
+    /// This host's name among the hosts sharing a database.
+    pub fn host_id(&self) -> String {
+        if !self.host_id.is_empty() {
+            return self.host_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string());
+        format!("{host}:{}", self.bind.port())
+    }
+
     pub fn requires_token(&self) -> bool {
         !self.bind.ip().to_canonical().is_loopback()
     }
@@ -1044,6 +1088,8 @@ mod tests {
             (("LIVEUP_MODEL", "no-such-model"), None),
             (("LIVEUP_LIVE_FALLBACK_MODEL", "bicubic-please"), None),
             (("LIVEUP_LIVE_FALLBACK_MODEL", ""), None),
+            (("LIVEUP_DATABASE_URL", "mysql://db/library"), None),
+            (("LIVEUP_LEASE_SECONDS", "1"), None),
             (("LIVEUP_MEDIA_ROOTS", missing), None),
             (("LIVEUP_WATCH_DIRS", missing), None),
             (("LIVEUP_PUBLIC_URL", "ftp://films.example"), None),
@@ -1208,7 +1254,8 @@ mod tests {
              profiles = {{ phone = [\"480p:1400\", \"360p:800\"] }}\nsegment_format = \"ts\"\n\
              encoder = \"hevc_nvenc\"\ndevices = [\"cuda:0\", \"cuda:1\"]\njobs_per_device = 2\n\
              cache_dir = \"/var/cache/liveup\"\nprecision = \"fp16\"\nframe_io = \"uint8\"\nframes_in_flight = 3\n\
-             intra_op_threads = 4\nffmpeg_threads = 2\nlive_fallback_model = \"lanczos\"\n",
+             intra_op_threads = 4\nffmpeg_threads = 2\nlive_fallback_model = \"lanczos\"\n\
+             database_url = \"postgres://liveup@db/library\"\nlease_seconds = 10\nhost_id = \"box-1\"\n",
             hls = dir.path().join("h"),
             out = dir.path().join("o"),
         );
@@ -1239,6 +1286,14 @@ mod tests {
         assert_eq!(config.frame_io, FrameIo::Uint8);
         assert_eq!(config.frames_in_flight, 3);
         assert_eq!(config.live_fallback_model.as_deref(), Some("lanczos"));
+        assert_eq!(
+            config.database_url.as_deref(),
+            Some("postgres://liveup@db/library")
+        );
+        assert_eq!(
+            (config.lease_seconds, config.host_id()),
+            (10, "box-1".to_string())
+        );
         assert_eq!((config.intra_op_threads, config.ffmpeg_threads), (4, 2));
         assert_eq!(
             config.slots(),

@@ -7,6 +7,8 @@ use anyhow::{bail, Context};
 use super::ServeArgs;
 use crate::config::Config;
 use crate::jellyfin::JellyfinClient;
+use crate::jobs::shared::SharedStore;
+use crate::jobs::store::{FileStore, JobStore};
 use crate::jobs::variants::{LadderSettings, Variants};
 use crate::jobs::{intake, JobManager, ManagerSettings, Priority};
 use crate::media::Tools;
@@ -54,6 +56,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     }
     let (devices, jobs_per_device) = config.slots();
+    let store: Arc<dyn JobStore> = match &config.database_url {
+        Some(url) => {
+            let host = config.host_id();
+            let shared = SharedStore::connect(
+                url,
+                &host,
+                std::time::Duration::from_secs(config.lease_seconds),
+                &config.hls_root,
+            )
+            .with_context(|| format!("database_url {}", redacted(url)))?;
+            tracing::info!(host = %host, lease_seconds = config.lease_seconds, "sharing the library's jobs through PostgreSQL");
+            Arc::new(shared)
+        }
+        None => Arc::new(FileStore::new(&config.hls_root)),
+    };
     let manager = JobManager::new(
         ManagerSettings {
             hls_root: config.hls_root.clone(),
@@ -71,8 +88,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             encoder,
         },
         tools,
+        store,
     );
     let resumed = manager.recover();
+    manager.start_listening();
     manager.start_supervisor();
     if resumed > 0 {
         tracing::info!("picked up {resumed} unfinished job(s)");
@@ -131,7 +150,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     tracing::info!("stopping: saving jobs and stopping every ffmpeg");
     manager.shutdown();
+    manager.hand_back();
     result
+}
+
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn start_watcher(state: &Arc<AppState>) -> anyhow::Result<Option<watch::LibraryWatcher>> {

@@ -2,13 +2,13 @@
 //! its run, and the save of a record made after the manager's lock is released.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::{store, JobRecord};
+use super::store::JobStore;
+use super::{JobRecord, JobState};
 use crate::pipeline::{Control, Progress};
 
 /// Why a run is being stopped.
@@ -40,8 +40,10 @@ pub(super) struct Entry {
     pub throttled_since: Option<Instant>,
     /// Segments that existed when the current run started, so /metrics counts only new ones.
     pub segments_at_start: usize,
-    /// The slot's device (index and name) while the job runs.
+    /// The slot's device (index and name) while the job runs here.
     pub device: Option<(usize, String)>,
+    /// The host running the job, when another one holds it (several hosts).
+    pub holder: Option<String>,
 }
 
 impl Entry {
@@ -59,6 +61,7 @@ impl Entry {
             throttled_since: None,
             segments_at_start: 0,
             device: None,
+            holder: None,
         }
     }
 
@@ -75,6 +78,11 @@ impl Entry {
     /// Wakes the requests waiting on this job's segments: one landed, or none will.
     pub fn wake_waiters(&self) {
         self.landed.send_modify(|landed| *landed += 1);
+    }
+
+    /// Running on another host: its segments land there, and its run is steered from there.
+    pub fn runs_elsewhere(&self) -> bool {
+        self.device.is_none() && self.holder.is_some() && self.record.state == JobState::Running
     }
 
     pub fn halt(&mut self, why: Stop) {
@@ -97,13 +105,21 @@ impl Saving {
 
     /// Writes the record unless a newer one was written meanwhile; the job's own lock keeps
     /// its saves in order without holding up any other job or request.
-    pub fn write(self, hls_root: &Path) -> std::io::Result<()> {
+    pub fn write(self, store: &dyn JobStore) -> std::io::Result<()> {
         let mut saved = self.saved.lock().unwrap();
         if *saved >= self.version {
             return Ok(());
         }
-        store::save(hls_root, &self.record)?;
+        store.save(&self.record)?;
         *saved = self.version;
         Ok(())
+    }
+
+    /// Writes a new job's first record; `Some(existing)` when the job existed already.
+    pub fn create(self, store: &dyn JobStore) -> std::io::Result<Option<JobRecord>> {
+        let mut saved = self.saved.lock().unwrap();
+        let existing = store.create(&self.record)?;
+        *saved = self.version;
+        Ok(existing)
     }
 }

@@ -19,8 +19,10 @@ use super::decide::{seek_decision, throttle_decision, EncoderAt, Seek, SeekFacts
 use super::entry::{Entry, Saving, Stop};
 use super::queue::{Queue, Slots, BESIDE};
 use super::sessions::{Session, Sessions};
+use super::shared::Notice;
+use super::store::JobStore;
 use super::view::{keeps_up, view};
-use super::{id, now_seconds, store, JobRecord, JobState, JobView, Priority};
+use super::{id, now_seconds, JobRecord, JobState, JobView, Priority};
 use crate::disk::{self, LowSpace};
 use crate::job_dir::JobDir;
 use crate::media::{self, Tools};
@@ -110,11 +112,12 @@ pub enum SegmentState {
 pub struct JobManager {
     pub(super) settings: ManagerSettings,
     pub(super) tools: Tools,
+    pub(super) store: Arc<dyn JobStore>,
     pub(super) state: Mutex<State>,
     /// Signalled whenever a job thread ends, for `shutdown`.
     pub(super) idle: Condvar,
     /// Wakes the supervisor early (shutdown).
-    supervisor: Condvar,
+    pub(super) supervisor: Condvar,
     pub counters: Counters,
 }
 
@@ -123,13 +126,17 @@ pub(super) struct State {
     pub jobs: HashMap<String, Entry>,
     pub queue: Queue,
     pub shutting_down: bool,
-    sessions: Sessions,
+    pub sessions: Sessions,
     /// Set while too little space is free where jobs write: nothing starts until it clears.
     pub low_space: Option<LowSpace>,
 }
 
 impl JobManager {
-    pub fn new(settings: ManagerSettings, tools: Tools) -> Arc<JobManager> {
+    pub fn new(
+        settings: ManagerSettings,
+        tools: Tools,
+        store: Arc<dyn JobStore>,
+    ) -> Arc<JobManager> {
         let mut state = State::default();
         let devices = settings.devices.iter().map(ToString::to_string).collect();
         state
@@ -138,6 +145,7 @@ impl JobManager {
         Arc::new(JobManager {
             settings,
             tools,
+            store,
             state: Mutex::new(state),
             idle: Condvar::new(),
             supervisor: Condvar::new(),
@@ -148,7 +156,12 @@ impl JobManager {
     /// Loads every job from disk; the ones that were queued or running are queued again and will
     /// continue from the segments they have. Returns how many were picked up.
     pub fn recover(self: &Arc<Self>) -> usize {
-        let records: Vec<(JobRecord, BTreeSet<u32>)> = store::load_all(&self.settings.hls_root)
+        if self.store.shared().is_some() {
+            return self.recover_shared();
+        }
+        let records: Vec<(JobRecord, BTreeSet<u32>)> = self
+            .store
+            .load_all()
             .into_iter()
             .map(|record| {
                 let made = self.job_dir(&record.id).segments_on_disk();
@@ -164,7 +177,7 @@ impl JobManager {
                         record.resumes += 1;
                     }
                     record.state = JobState::Queued;
-                    enqueue(&mut state.queue, &record);
+                    self.enqueue(&mut state.queue, &record);
                     resumed += 1;
                 }
                 state
@@ -227,6 +240,16 @@ impl JobManager {
         self.submit_job(source, name, priority, &model, None)
     }
 
+    /// Queues `record`'s job: a stand-in runs beside the device slots, the others take one (with
+    /// several hosts, the database's queue decides which).
+    pub(super) fn enqueue(&self, queue: &mut Queue, record: &JobRecord) {
+        if record.stand_in_for.is_some() {
+            queue.push_beside(&record.id);
+        } else if self.store.shared().is_none() {
+            queue.push(&record.id, record.priority);
+        }
+    }
+
     /// The id of the job making `source` with `model`.
     fn job_id_for(&self, source: &Path, size: u64, mtime: i64, model: &str) -> String {
         let settings = format!(
@@ -257,7 +280,7 @@ impl JobManager {
         // A job met for the first time starts from what its folder holds: listed only then.
         let known = self.state.lock().unwrap().jobs.contains_key(&id);
         let on_disk = (!known).then(|| self.job_dir(&id).segments_on_disk());
-        let (created, saving) = {
+        let (mut created, saving) = {
             let mut state = self.state.lock().unwrap();
             if state.shutting_down {
                 return Err(JobError::ShuttingDown);
@@ -279,7 +302,7 @@ impl JobManager {
                     entry.record.priority = priority;
                     let saving = entry.next_save();
                     let record = entry.record.clone();
-                    enqueue(&mut state.queue, &record);
+                    self.enqueue(&mut state.queue, &record);
                     (false, Some(saving))
                 }
                 Some(JobState::Failed | JobState::Cancelled) | None => {
@@ -312,8 +335,9 @@ impl JobManager {
                         variant_lock: None,
                         stand_in_for: stand_in_for.map(str::to_string),
                         stand_in: None,
+                        host: None,
                     };
-                    enqueue(&mut state.queue, &record);
+                    self.enqueue(&mut state.queue, &record);
                     // A retried job keeps the segments it has; a new one starts from what
                     // the folder holds.
                     let made = state
@@ -328,9 +352,17 @@ impl JobManager {
             }
         };
         if let Some(saving) = saving {
-            saving
-                .write(&self.settings.hls_root)
-                .map_err(JobError::Store)?;
+            if !created {
+                saving.write(&*self.store).map_err(JobError::Store)?;
+            } else if saving
+                .create(&*self.store)
+                .map_err(JobError::Store)?
+                .is_some()
+            {
+                // Another host made this job first: this request joins it.
+                created = false;
+                self.refresh(&id);
+            }
         }
         self.schedule();
         let job = self
@@ -401,6 +433,16 @@ impl JobManager {
                 .jobs
                 .get_mut(id)
                 .ok_or_else(|| JobError::NotFound(id.to_string()))?;
+            if entry.runs_elsewhere() {
+                drop(state);
+                self.tell_holder(|from| Notice::Cancel {
+                    job: id.to_string(),
+                    from,
+                });
+                return self
+                    .get(id)
+                    .ok_or_else(|| JobError::NotFound(id.to_string()));
+            }
             match entry.record.state {
                 JobState::Queued | JobState::Stopped => {
                     entry.record.state = JobState::Cancelled;
@@ -418,9 +460,7 @@ impl JobManager {
             }
         };
         if let Some(saving) = saving {
-            saving
-                .write(&self.settings.hls_root)
-                .map_err(JobError::Store)?;
+            saving.write(&*self.store).map_err(JobError::Store)?;
         }
         self.get(id)
             .ok_or_else(|| JobError::NotFound(id.to_string()))
@@ -494,11 +534,19 @@ impl JobManager {
     /// their session, lifts throttling, and returns the session id.
     pub fn viewer_request(&self, id: &str, viewer: &str, segment: Option<u32>) -> Option<String> {
         let mut state = self.state.lock().unwrap();
-        if !state.jobs.contains_key(id) {
-            return None;
-        }
+        let elsewhere = state.jobs.get(id)?.runs_elsewhere();
         let session = state.sessions.touch(id, viewer, segment).id.clone();
         self.throttle(&mut state, id);
+        drop(state);
+        // The host running the job throttles it by every host's viewers.
+        if elsewhere {
+            self.tell_holder(|from| Notice::Want {
+                job: id.to_string(),
+                index: segment,
+                viewer: viewer.to_string(),
+                from,
+            });
+        }
         Some(session)
     }
 
@@ -507,12 +555,16 @@ impl JobManager {
     pub fn want_segment(self: &Arc<Self>, id: &str, index: u32) -> SegmentState {
         let made = {
             let state = self.state.lock().unwrap();
-            state.jobs.get(id).map(|e| e.made.contains(&index))
+            state
+                .jobs
+                .get(id)
+                .map(|e| (e.made.contains(&index), e.runs_elsewhere()))
         };
         match made {
             None => return SegmentState::Never,
-            Some(true) => return SegmentState::Ready,
-            Some(false) => {}
+            Some((true, _)) => return SegmentState::Ready,
+            Some((false, true)) => return self.want_from_holder(id, index),
+            Some((false, false)) => {}
         }
         // Probes the source the first time: outside the lock.
         let Ok((_, count)) = self.timeline(id) else {
@@ -661,12 +713,16 @@ impl JobManager {
             self.write(saving);
             self.start_stand_in(&record, &model);
         }
+        if self.store.shared().is_some() {
+            self.renew_leases();
+            self.claim_work();
+        }
     }
 
     /// Writes a job's record, logging a failure: the job goes on in memory either way.
     pub(super) fn write(&self, saving: Saving) {
         let id = saving.job_id().to_string();
-        if let Err(e) = saving.write(&self.settings.hls_root) {
+        if let Err(e) = saving.write(&*self.store) {
             tracing::error!("job {id}: cannot save state: {e}");
         }
     }
@@ -749,43 +805,66 @@ impl JobManager {
             let Some((id, device)) = state.queue.start_next() else {
                 break;
             };
-            let label = if device == BESIDE {
-                "stand-in".to_string()
-            } else {
-                state.queue.slots().label(device).to_string()
-            };
-            let Some(entry) = state.jobs.get_mut(&id) else {
+            self.start_run(&mut state, &id, device);
+        }
+        drop(state);
+        if self.store.shared().is_some() {
+            self.claim_work();
+        }
+    }
+
+    /// Starts job `id`'s run on `device` (a slot taken for it), on a thread of its own.
+    pub(super) fn start_run(self: &Arc<Self>, state: &mut State, id: &str, device: usize) {
+        let label = if device == BESIDE {
+            "stand-in".to_string()
+        } else {
+            state.queue.slots().label(device).to_string()
+        };
+        let host = self.store.shared().map(|shared| shared.host().to_string());
+        {
+            let Some(entry) = state.jobs.get_mut(id) else {
                 state.queue.finished(device);
-                continue;
+                return;
             };
             entry.device = Some((device, label));
+            entry.holder = None;
+            if host.is_some() {
+                entry.record.host = host;
+            }
             entry.record.state = JobState::Running;
             entry.record.updated_at = now_seconds();
             entry.record.error = None;
             entry.progress = Arc::new(Progress::default());
             let manager = Arc::downgrade(self);
-            let job = id.clone();
+            let job = id.to_string();
             entry.control = Arc::new(Control::reporting_segments(move |index| {
                 if let Some(manager) = manager.upgrade() {
                     manager.segment_landed(&job, index);
                 }
             }));
             entry.segments_at_start = entry.made.len();
-            let saving = entry.next_save();
-            let record = entry.record.clone();
-            let manager = Arc::clone(self);
-            std::thread::Builder::new()
-                .name(format!("job-{}", &id[id.len().saturating_sub(8)..]))
-                .spawn(move || {
-                    manager.write(saving);
-                    manager.run(record, device)
-                })
-                .expect("spawn a job thread");
         }
+        let entry = state.jobs.get_mut(id).expect("just seen");
+        let saving = entry.next_save();
+        let record = entry.record.clone();
+        let manager = Arc::clone(self);
+        std::thread::Builder::new()
+            .name(format!("job-{}", &id[id.len().saturating_sub(8)..]))
+            .spawn(move || {
+                manager.write(saving);
+                manager.run(record, device)
+            })
+            .expect("spawn a job thread");
     }
 
     /// A run moved segment `index` of job `id` into place.
     fn segment_landed(self: &Arc<Self>, id: &str, index: u32) {
+        if let Some(shared) = self.store.shared() {
+            shared.tell(&Notice::Segment {
+                job: id.to_string(),
+                index,
+            });
+        }
         let stand_in = {
             let mut state = self.state.lock().unwrap();
             if let Some(entry) = state.jobs.get_mut(id) {
@@ -903,15 +982,6 @@ impl JobManager {
         if let Some(saving) = saving {
             self.write(saving);
         }
-    }
-}
-
-/// Queues `record`'s job: a stand-in runs beside the device slots, the others take one.
-fn enqueue(queue: &mut Queue, record: &JobRecord) {
-    if record.stand_in_for.is_some() {
-        queue.push_beside(&record.id);
-    } else {
-        queue.push(&record.id, record.priority);
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod decide;
 mod entry;
+mod hosts;
 pub mod id;
 pub mod intake;
 pub mod manager;
@@ -11,6 +12,7 @@ pub mod preview;
 pub mod queue;
 mod runner;
 pub mod sessions;
+pub mod shared;
 pub mod store;
 pub mod variants;
 mod view;
@@ -106,6 +108,9 @@ pub struct JobRecord {
     /// The job standing in for this one's live stream, once one was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stand_in: Option<String>,
+    /// The host that ran the job last (several hosts sharing a database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +183,8 @@ pub struct JobView {
     /// See [`JobRecord::stand_in_for`] and [`JobRecord::stand_in`].
     pub stand_in_for: Option<String>,
     pub stand_in: Option<String>,
+    /// The host running the job now, else the one that ran it last (several hosts).
+    pub host: Option<String>,
     pub resumes: u32,
     pub error: Option<String>,
     /// Set while the job is held because too little disk space is free: why, and what to do.

@@ -137,6 +137,11 @@ impl Queue {
         Some((self.waiting.remove(0).2, device))
     }
 
+    /// A free slot, taken (with several hosts, for a job the database's queue gives).
+    pub fn take_slot(&mut self) -> Option<usize> {
+        self.slots.take()
+    }
+
     /// A run on `device` ended: its slot is free.
     pub fn finished(&mut self, device: usize) {
         if device == BESIDE {

@@ -54,6 +54,7 @@ pub(super) fn view(entry: &Entry, low_space: Option<&LowSpace>) -> JobView {
         ready_at: eta_seconds.map(|eta| super::now_seconds() + eta.ceil() as u64),
         stand_in_for: record.stand_in_for.clone(),
         stand_in: record.stand_in.clone(),
+        host: entry.holder.clone().or_else(|| record.host.clone()),
         resumes: record.resumes,
         error: record.error.clone(),
         waiting_for_space: low_space
