@@ -1,5 +1,5 @@
 //! Several `liveup serve` hosts working one library through the real PostgreSQL on this machine
-//! (127.0.0.1:5432, trust; `scripts/setup` installs and starts Debian's when none answers): three
+//! (127.0.0.1:5432; `scripts/setup` installs and starts Debian's when none answers): three
 //! processes on loopback ports, sharing the media, HLS and output folders, each test in a
 //! database of its own that it drops at the end.
 
@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{request, Daemon, Layout};
 use common::Clip;
+
+/// What `scripts/setup` gives the `postgres` user of a PostgreSQL it installs (one that trusts
+/// loopback connections, as this machine's, ignores it).
+const PASSWORD: &str = "liveup-tests";
 
 /// A database of its own for one test, dropped at the end.
 struct Database {
@@ -27,11 +31,15 @@ impl Database {
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:5432/{}",
+            self.name
+        )
     }
 
     fn query(&self, sql: &str) -> String {
         let output = Command::new("psql")
+            .env("PGPASSWORD", PASSWORD)
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &self.name])
             .args(["-X", "-A", "-t", "-c", sql])
             .output()
@@ -56,6 +64,7 @@ impl Drop for Database {
 
 fn psql(sql: &str) {
     let output = Command::new("psql")
+        .env("PGPASSWORD", PASSWORD)
         .args([
             "-h",
             "127.0.0.1",
@@ -319,7 +328,9 @@ fn a_seek_on_one_host_restarts_the_run_on_the_host_that_holds_the_job() {
     assert_eq!(far.status, 200, "{}", far.body);
     assert!(
         strip_colours(&running.log()).contains("restarting the encoder where the viewer is"),
-        "the holder restarted its run"
+        "the holder restarted its run:\n{}\nthe other host:\n{}",
+        strip_colours(&running.log()),
+        strip_colours(&other.log())
     );
     wait_for(other, &id, "the job completes", |j| {
         j["state"] == "complete"
@@ -333,4 +344,49 @@ fn a_seek_on_one_host_restarts_the_run_on_the_host_that_holds_the_job() {
     let done = job(other, &id);
     assert_whole(Path::new(done["output"].as_str().unwrap()), 160);
     assert_eq!(runs_started(&hosts).get(&id), Some(&1), "one host ran it");
+}
+
+#[test]
+fn a_host_leaving_cleanly_hands_its_job_back_at_once() {
+    let database = Database::create("leaving");
+    let layout = Layout::new();
+    let film = Clip {
+        seconds: 16.0,
+        ..Clip::default()
+    }
+    .make(&layout.media.join("long.mkv"));
+    // A lease far longer than the wait below: only the hand-back can explain a quick take-over.
+    let mut hosts = start_hosts(&layout, &database, 2, "lease_seconds = 120");
+    let id = hosts[0].trigger_path(&film)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(&hosts[0], &id, "a host runs the job", |j| {
+        j["state"] == "running" && j["segments"].as_u64().unwrap_or(0) >= 2
+    });
+    let holder = job(&hosts[0], &id)["host"].as_str().unwrap().to_string();
+    let index: usize = holder.strip_prefix("host-").unwrap().parse().unwrap();
+    let left_at = Instant::now();
+    assert!(hosts[index].terminate().success());
+    assert!(
+        strip_colours(&hosts[index].log()).contains("handed 1 running job(s) back"),
+        "{}",
+        hosts[index].log()
+    );
+    let survivor = &hosts[1 - index];
+    wait_for(survivor, &id, "the other host takes the job", |j| {
+        j["state"] == "running" && j["host"].as_str().is_some_and(|h| h != holder)
+    });
+    assert!(
+        left_at.elapsed() < Duration::from_secs(30),
+        "taken {:?} after the first host left",
+        left_at.elapsed()
+    );
+    wait_for(survivor, &id, "the job completes", |j| {
+        j["state"] == "complete"
+    });
+    assert_whole(
+        Path::new(job(survivor, &id)["output"].as_str().unwrap()),
+        160,
+    );
 }

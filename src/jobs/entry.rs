@@ -19,6 +19,8 @@ pub(super) enum Stop {
     Jump(u32),
     /// The last viewer of a playback job left.
     Abandoned,
+    /// This host no longer holds the job (another one may run it): stop, changing nothing.
+    LeaseLost,
 }
 
 pub(super) struct Entry {
@@ -111,6 +113,17 @@ impl Saving {
             return Ok(());
         }
         store.save(&self.record)?;
+        *saved = self.version;
+        Ok(())
+    }
+
+    /// Writes the record's rungs alone (see [`JobStore::save_rungs`]).
+    pub fn write_rungs(self, store: &dyn JobStore) -> std::io::Result<()> {
+        let mut saved = self.saved.lock().unwrap();
+        if *saved >= self.version {
+            return Ok(());
+        }
+        store.save_rungs(&self.record)?;
         *saved = self.version;
         Ok(())
     }

@@ -8,7 +8,7 @@
 
 use std::sync::{mpsc, Arc};
 
-use super::entry::Entry;
+use super::entry::{Entry, Stop};
 use super::manager::{JobManager, SegmentState};
 use super::shared::Notice;
 use super::JobState;
@@ -20,6 +20,9 @@ impl JobManager {
         let Some(shared) = self.store.shared() else {
             return 0;
         };
+        if let Err(error) = shared.forget_earlier_life() {
+            tracing::warn!("cannot let go of this host's earlier jobs: {error}");
+        }
         let held = match shared.load_held() {
             Ok(held) => held,
             Err(error) => {
@@ -47,6 +50,8 @@ impl JobManager {
         let Some(shared) = self.store.shared() else {
             return;
         };
+        // One claimer at a time, so a job just claimed here is running before the next claim.
+        let _claiming = self.claiming.lock().unwrap();
         loop {
             let (device, running) = {
                 let mut state = self.state.lock().unwrap();
@@ -126,8 +131,12 @@ impl JobManager {
         }
         match shared.renew(&running) {
             Ok(kept) => {
+                let mut state = self.state.lock().unwrap();
                 for lost in running.iter().filter(|id| !kept.contains(id)) {
-                    tracing::error!(job = %lost, "lost the lease of a running job (the database was out of reach longer than lease_seconds): another host may run it too");
+                    tracing::error!(job = %lost, "lost the lease of a running job (not renewed within lease_seconds): stopping it here, another host takes it");
+                    if let Some(entry) = state.jobs.get_mut(lost) {
+                        entry.halt(Stop::LeaseLost);
+                    }
                 }
             }
             Err(error) => tracing::warn!("cannot renew the leases: {error}"),
@@ -217,7 +226,11 @@ impl JobManager {
         let mut state = self.state.lock().unwrap();
         let holder = held.holder.filter(|holder| holder != shared.host());
         match state.jobs.get_mut(id) {
-            Some(entry) if entry.device.is_some() => {}
+            // Running here: only the rungs, which whichever host makes them owns, are news.
+            Some(entry) if entry.device.is_some() => {
+                entry.record.variants = held.record.variants;
+                entry.record.variant_lock = held.record.variant_lock;
+            }
             Some(entry) => {
                 let ended = entry.record.state != held.record.state
                     && !matches!(held.record.state, JobState::Queued | JobState::Running);

@@ -118,6 +118,8 @@ pub struct JobManager {
     pub(super) idle: Condvar,
     /// Wakes the supervisor early (shutdown).
     pub(super) supervisor: Condvar,
+    /// Held while claiming work from the hosts' shared queue.
+    pub(super) claiming: Mutex<()>,
     pub counters: Counters,
 }
 
@@ -149,6 +151,7 @@ impl JobManager {
             state: Mutex::new(state),
             idle: Condvar::new(),
             supervisor: Condvar::new(),
+            claiming: Mutex::new(()),
             counters: Counters::default(),
         })
     }
@@ -209,6 +212,10 @@ impl JobManager {
                     }
                     if state.low_space.is_some() {
                         wake = wake.min(now + SPACE_RECHECK);
+                    }
+                    // Leases are renewed three times in each.
+                    if let Some(shared) = manager.store.shared() {
+                        wake = wake.min(now + shared.lease() / 3);
                     }
                     let (state, _) = manager
                         .supervisor
@@ -576,6 +583,11 @@ impl JobManager {
             let Some(entry) = state.jobs.get_mut(id) else {
                 return SegmentState::Never;
             };
+            // Another host took the job while the source was probed.
+            if entry.runs_elsewhere() {
+                drop(guard);
+                return self.want_from_holder(id, index);
+            }
             let running = entry.record.state == JobState::Running;
             let decision = seek_decision(SeekFacts {
                 state: entry.record.state,
@@ -968,6 +980,22 @@ impl JobManager {
     pub fn ids(&self) -> Vec<String> {
         let state = self.state.lock().unwrap();
         state.jobs.keys().cloned().collect()
+    }
+
+    /// Like [`JobManager::update`], for a change of the job's lower rungs alone.
+    pub(super) fn update_rungs(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {
+        let saving = {
+            let mut state = self.state.lock().unwrap();
+            state.jobs.get_mut(id).map(|entry| {
+                change(&mut entry.record);
+                entry.next_save()
+            })
+        };
+        if let Some(saving) = saving {
+            if let Err(e) = saving.write_rungs(&*self.store) {
+                tracing::error!("job {id}: cannot save its rungs: {e}");
+            }
+        }
     }
 
     pub(super) fn update(&self, id: &str, change: impl FnOnce(&mut JobRecord)) {

@@ -43,6 +43,7 @@ impl JobManager {
                     (Ok(()), _) => record.state = JobState::Complete,
                     (Err(PipelineError::Cancelled), _) if shutting_down => {}
                     (Err(_), None) if space_pause.is_some() => record.state = JobState::Queued,
+                    (Err(PipelineError::Cancelled), Some(Stop::LeaseLost)) => {}
                     (Err(PipelineError::Cancelled), Some(Stop::Abandoned)) => {
                         record.state = JobState::Stopped
                     }

@@ -154,7 +154,7 @@ impl SharedStore {
                          SELECT id, state AS was FROM liveup_jobs
                          WHERE NOT stand_in AND state IN ('queued', 'running')
                            AND NOT (id = ANY($3))
-                           AND (holder IS NULL OR holder = $1 OR lease_until < now())
+                           AND (holder IS NULL OR lease_until < now())
                          ORDER BY priority, created_at
                          FOR UPDATE SKIP LOCKED LIMIT 1)
                      UPDATE liveup_jobs j
@@ -174,6 +174,22 @@ impl SharedStore {
             Ok((record, was == JobState::Running.as_str()))
         })
         .transpose()
+    }
+
+    /// Lets go of the jobs an earlier life of this host held (it is starting again): they are
+    /// claimed again at once, by whichever host has room, instead of after their leases.
+    pub fn forget_earlier_life(&self) -> io::Result<u64> {
+        let done = self
+            .runtime
+            .block_on(
+                sqlx::query(
+                    "UPDATE liveup_jobs SET holder = NULL, lease_until = NULL WHERE holder = $1",
+                )
+                .bind(&self.host)
+                .execute(&self.pool),
+            )
+            .map_err(io::Error::other)?;
+        Ok(done.rows_affected())
     }
 
     /// Extends this host's leases on `ids`; returns the ones it still holds.
@@ -319,33 +335,61 @@ impl JobStore for SharedStore {
     }
 
     /// Written when no live host holds the job, or this one does; a finished job is never
-    /// moved back by a host that had not heard yet.
+    /// moved back by a host that had not heard yet. The rungs stay as the database has them.
     fn save(&self, record: &JobRecord) -> io::Result<()> {
-        let done = self
+        let saved = self
             .runtime
             .block_on(
                 sqlx::query(
                     "UPDATE liveup_jobs
-                     SET record = $2, state = $3, priority = $4,
+                     SET record = jsonb_set(jsonb_set($2, '{variants}',
+                                      coalesce(record->'variants', '[]')),
+                                  '{variant_lock}', coalesce(record->'variant_lock', 'null')),
+                         state = $3, priority = $4,
                          holder = CASE WHEN $3 = 'running' THEN holder END,
                          lease_until = CASE WHEN $3 = 'running' THEN lease_until END
                      WHERE id = $1
                        AND (holder IS NULL OR holder = $5 OR lease_until < now())
-                       AND NOT (state = 'complete' AND $3 <> 'complete')",
+                       AND NOT (state = 'complete' AND $3 <> 'complete')
+                     RETURNING record",
                 )
                 .bind(&record.id)
                 .bind(sqlx::types::Json(record))
                 .bind(record.state.as_str())
                 .bind(priority_rank(record.priority))
                 .bind(&self.host)
-                .execute(&self.pool),
+                .fetch_optional(&self.pool),
             )
             .map_err(io::Error::other)?;
-        if done.rows_affected() == 1 {
-            write_job_file(&self.hls_root, record)
-        } else {
-            tracing::debug!(job = %record.id, "not saved: another host holds the job");
-            Ok(())
+        match saved {
+            Some(row) => write_job_file(&self.hls_root, &record_of(&row)?),
+            None => {
+                tracing::debug!(job = %record.id, "not saved: another host holds the job");
+                Ok(())
+            }
+        }
+    }
+
+    fn save_rungs(&self, record: &JobRecord) -> io::Result<()> {
+        let rungs = serde_json::to_value(&record.variants).map_err(io::Error::other)?;
+        let lock = serde_json::to_value(&record.variant_lock).map_err(io::Error::other)?;
+        let saved = self
+            .runtime
+            .block_on(
+                sqlx::query(
+                    "UPDATE liveup_jobs
+                     SET record = jsonb_set(jsonb_set(record, '{variants}', $2), '{variant_lock}', $3)
+                     WHERE id = $1 RETURNING record",
+                )
+                .bind(&record.id)
+                .bind(sqlx::types::Json(rungs))
+                .bind(sqlx::types::Json(lock))
+                .fetch_optional(&self.pool),
+            )
+            .map_err(io::Error::other)?;
+        match saved {
+            Some(row) => write_job_file(&self.hls_root, &record_of(&row)?),
+            None => Ok(()),
         }
     }
 

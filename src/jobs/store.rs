@@ -18,8 +18,14 @@ pub trait JobStore: Send + Sync {
     /// record's to replace (another host created it, or holds it).
     fn create(&self, record: &JobRecord) -> io::Result<Option<JobRecord>>;
 
-    /// Records a change of a job.
+    /// Records a change of a job (its rungs aside, with several hosts: see `save_rungs`).
     fn save(&self, record: &JobRecord) -> io::Result<()>;
+
+    /// Records a change of a job's lower rungs (`variants`, `variant_lock`), which whichever host
+    /// makes them owns, whoever runs the job.
+    fn save_rungs(&self, record: &JobRecord) -> io::Result<()> {
+        self.save(record)
+    }
 
     /// Every job; unreadable ones are skipped (logged).
     fn load_all(&self) -> Vec<JobRecord>;

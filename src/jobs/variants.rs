@@ -528,7 +528,7 @@ impl Variants {
         if added.is_empty() {
             return false;
         }
-        self.manager.update(id, |record| {
+        self.manager.update_rungs(id, |record| {
             for (rung, remux) in &added {
                 if !record.variants.iter().any(|v| v.height == rung.height) {
                     record.variants.push(VariantRecord {
@@ -665,7 +665,7 @@ impl Variants {
             expires_at: now + self.settings.lock_seconds,
         };
         self.manager
-            .update(id, |record| record.variant_lock = Some(lock));
+            .update_rungs(id, |record| record.variant_lock = Some(lock));
         true
     }
 
@@ -678,7 +678,7 @@ impl Variants {
             .is_some_and(|lock| lock.expires_at < now + self.settings.lock_seconds / 2);
         if renew {
             let expires_at = now + self.settings.lock_seconds;
-            self.manager.update(id, |record| {
+            self.manager.update_rungs(id, |record| {
                 if let Some(lock) = &mut record.variant_lock {
                     lock.expires_at = expires_at;
                 }
@@ -688,7 +688,7 @@ impl Variants {
 
     fn release_lock(&self, id: &str) {
         let holder = self.holder.clone();
-        self.manager.update(id, |record| {
+        self.manager.update_rungs(id, |record| {
             if record
                 .variant_lock
                 .as_ref()
@@ -794,7 +794,7 @@ impl Variants {
                 r.state = VariantState::Error;
                 r.error = Some(error.clone());
                 drop(state);
-                self.manager.update(id, |record| {
+                self.manager.update_rungs(id, |record| {
                     if let Some(v) = record.variants.iter_mut().find(|v| v.height == height) {
                         v.state = VariantState::Error;
                         v.error = Some(error);
@@ -829,7 +829,7 @@ impl Variants {
             whole
         };
         if !whole.is_empty() {
-            self.manager.update(id, |record| {
+            self.manager.update_rungs(id, |record| {
                 for v in record
                     .variants
                     .iter_mut()
