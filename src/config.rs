@@ -23,7 +23,9 @@ use crate::cpu_budget::{self, UsableCpus};
 use crate::ladder::{self, Rung};
 use crate::path_map::PathMapping;
 use crate::thread_plan::{ThreadPlan, MAX_THREADS};
-use crate::upscale::{models, DeviceChoice, EngineOptions, FrameIo, Precision, DEFAULT_MODEL};
+use crate::upscale::{
+    models, DeviceChoice, EngineOptions, FrameIo, OpenVinoTarget, Precision, DEFAULT_MODEL,
+};
 
 const ENV_PREFIX: &str = "LIVEUP_";
 
@@ -503,8 +505,8 @@ impl Config {
     pub fn cpu_jobs(&self, resolved: Option<&str>) -> usize {
         let (devices, per_device) = self.slots();
         let on_cpu = |device: &&DeviceChoice| match device {
-            DeviceChoice::Cpu => true,
-            DeviceChoice::Auto => resolved.is_none_or(|r| r.starts_with("CPU")),
+            DeviceChoice::Cpu | DeviceChoice::OpenVino(OpenVinoTarget::Cpu) => true,
+            DeviceChoice::Auto => resolved.is_none_or(crate::upscale::runs_on_cpu),
             _ => false,
         };
         devices.iter().filter(on_cpu).count() * per_device
@@ -1041,6 +1043,11 @@ mod tests {
         assert_eq!(auto.cpu_jobs(Some("CPU")), 2);
         assert_eq!(auto.cpu_jobs(Some("CUDA:0 fp16 uint8")), 0);
         assert_eq!(auto.cpu_jobs(Some("ffmpeg")), 0);
+        assert_eq!(auto.cpu_jobs(Some("OpenVINO:CPU bf16")), 2);
+        let openvino = from_file(&dir, "device = \"openvino\"\nmax_jobs = 2\n").unwrap();
+        assert_eq!(openvino.cpu_jobs(None), 2);
+        let intel_gpu = from_file(&dir, "device = \"openvino:gpu\"\nmax_jobs = 2\n").unwrap();
+        assert_eq!(intel_gpu.cpu_jobs(None), 0);
         let gpu = from_file(&dir, "device = \"cuda:0\"\nmax_jobs = 3\n").unwrap();
         assert_eq!(gpu.cpu_jobs(None), 0);
         assert_eq!(gpu.thread_plan(four, None).ffmpeg_threads(false), None);

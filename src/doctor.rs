@@ -1,8 +1,9 @@
 //! What this machine has for liveup, and whether the configured device can work: ffmpeg and
-//! its encoders and hardware decoders, ONNX Runtime and its execution providers, the NVIDIA
-//! driver and each GPU, the CUDA libraries ONNX Runtime's CUDA and TensorRT providers load, the
-//! models, write access where jobs write, and how the usable CPUs are shared out between
-//! threads. `liveup doctor` prints it, `serve` logs it at start and `/health` carries it.
+//! its encoders and hardware decoders, ONNX Runtime and its execution providers, OpenVINO and
+//! its devices, the NVIDIA driver and each GPU, the CUDA libraries ONNX Runtime's CUDA and
+//! TensorRT providers load, the models, write access where jobs write, and how the usable CPUs
+//! are shared out between threads. `liveup doctor` prints it, `serve` logs it at start and
+//! `/health` carries it.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -11,9 +12,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::cpu_budget;
+use crate::cpuinfo;
 use crate::media::{process, Tools};
 use crate::pipeline::EncoderSettings;
-use crate::upscale::{self, gpu, models, runtime, ModelKind};
+use crate::upscale::{self, gpu, models, openvino_runtime, runtime, DeviceChoice, ModelKind};
 
 /// One prerequisite.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,6 +102,9 @@ pub fn examine(config: &Config, tools: &Tools, device: Option<Result<String, Str
     let spec = models::find(&config.model);
     let onnx = spec.as_ref().is_ok_and(|s| s.kind == ModelKind::Onnx);
     checks.push(onnx_runtime_check(config, onnx));
+    checks.push(openvino_check(
+        onnx && matches!(config.device, DeviceChoice::OpenVino(_)),
+    ));
     checks.extend(gpu_checks());
     for (name, file, wheel) in CUDA_LIBRARIES {
         checks.push(library_check(name, file, wheel));
@@ -321,6 +326,54 @@ fn onnx_runtime_check(config: &Config, needed: bool) -> Check {
             "ONNX Runtime",
             e.to_string(),
             "run scripts/setup, or set ort_library / ORT_DYLIB_PATH",
+        ),
+    };
+    if needed {
+        check.required()
+    } else {
+        check
+    }
+}
+
+/// OpenVINO's version, and the devices it lists with their names.
+fn openvino_check(needed: bool) -> Check {
+    let listed = openvino_runtime::core().and_then(|core| {
+        let devices = openvino_runtime::devices(&core)?;
+        let named: Vec<String> = devices
+            .iter()
+            .map(|device| {
+                let full = core
+                    .get_property(
+                        &openvino::DeviceType::Other(device.as_str().into()),
+                        &openvino::PropertyKey::DeviceFullName,
+                    )
+                    .unwrap_or_default();
+                format!("{device} ({})", full.trim())
+            })
+            .collect();
+        Ok(named)
+    });
+    let check = match listed {
+        Ok(devices) => Check::good(
+            "OpenVINO",
+            format!(
+                "{}; devices: {}; bf16 on this CPU: {}",
+                openvino_runtime::version().unwrap_or_else(|| "unknown".into()),
+                devices.join(", "),
+                if cpuinfo::has_native_bf16() {
+                    "yes"
+                } else {
+                    "no (fp32 or int8)"
+                }
+            ),
+        ),
+        Err(e) => Check::bad(
+            "OpenVINO",
+            e.to_string(),
+            format!(
+                "run scripts/setup (it installs the openvino wheel), or set {}",
+                openvino_runtime::LIBRARY_ENV
+            ),
         ),
     };
     if needed {

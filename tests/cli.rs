@@ -147,7 +147,7 @@ fn a_bad_device_name_is_refused_by_the_parser() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("use auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N"));
+        .contains("use auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N, openvino or openvino:gpu"));
 }
 
 #[test]
@@ -220,6 +220,7 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
         "✓ ffmpeg: 5.",
         "✓ encoder libx264: in this ffmpeg",
         "✓ ONNX Runtime: 1.31.1; execution providers: CPU",
+        "✓ OpenVINO: 2026.4.1; devices: CPU (",
         "✓ model: realesr-animevideov3-x2 at ",
         "✓ hls_root: ",
         "✓ device: cpu runs realesr-animevideov3-x2 on CPU",
@@ -252,6 +253,15 @@ fn doctor_says_what_this_machine_has_and_whether_the_device_works() {
             String::from_utf8_lossy(&cuda.stderr)
         );
     }
+
+    // OpenVINO on the CPU: scripts/setup installs it, so it runs here.
+    let openvino = run(&config("openvino"), &[]);
+    let text = String::from_utf8_lossy(&openvino.stdout);
+    assert!(openvino.status.success(), "{text}");
+    assert!(
+        text.contains("✓ device: openvino runs realesr-animevideov3-x2 on OpenVINO:CPU"),
+        "{text}"
+    );
 
     // NVENC named: refused, saying why, unless there is an NVIDIA GPU.
     let path = dir.path().join("nvenc.toml");

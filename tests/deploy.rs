@@ -1163,9 +1163,13 @@ fn compose_dockerfile_and_nginx_conf_agree() {
         "LIVEUP_JELLYFIN_API_KEY",
         "LIVEUP_TOKEN",
         "LIVEUP_PUBLIC_URL",
+        "LIVEUP_DATABASE_URL",
+        "LIVEUP_HOST_ID",
     ] {
         assert!(env.contains_key(key), "compose does not pass {key}");
     }
+    // Several hosts: the database is only passed when set (one host needs none).
+    assert_eq!(env["LIVEUP_DATABASE_URL"], None);
     assert_eq!(value("LIVEUP_DEVICE"), "cuda");
     assert_eq!(image.env["LIVEUP_DEVICE"], "cuda");
 
@@ -1343,6 +1347,13 @@ fn compose_dockerfile_and_nginx_conf_agree() {
     assert_eq!(jf_source, &mount_at(&mounts_liveup, &media).0);
     assert!(liveup.get("profiles").is_none() && hls_server.get("profiles").is_none());
 
+    // PostgreSQL, optional, for several hosts: the database and user the README's URL names.
+    let postgres = &services["postgres"];
+    assert_eq!(postgres["profiles"], serde_json::json!(["postgres"]));
+    assert_eq!(postgres["environment"]["POSTGRES_USER"], "liveup");
+    assert_eq!(postgres["environment"]["POSTGRES_DB"], "liveup");
+    assert!(compose["volumes"].get("postgres-data").is_some());
+
     // The image: CUDA build of ONNX Runtime, its library where ort is told, models converted.
     assert_eq!(image.final_base, "debian:bookworm-slim");
     let ort = &image.env["ORT_DYLIB_PATH"];
@@ -1384,9 +1395,20 @@ fn compose_dockerfile_and_nginx_conf_agree() {
         "onnxconverter-common",
         "numpy",
         "scikit-image",
+        "openvino",
+        "nncf",
     ] {
         assert_eq!(image_pins.get(name), setup_pins.get(name), "{name}");
     }
+    assert!(image.stages["models"].contains("models/quantize_openvino.py --out /out/models"));
+    // OpenVINO's library in the image, of the version scripts/setup installs, where liveup is
+    // told to look.
+    assert_eq!(
+        pins(&image.runs).get("openvino"),
+        setup_pins.get("openvino"),
+        "openvino in the image"
+    );
+    assert!(image.env["LIVEUP_OPENVINO_LIBRARY"].ends_with("/site-packages/openvino/libs"));
     let setup_ort = setup
         .lines()
         .find_map(|l| l.strip_prefix("ORT_VERSION="))

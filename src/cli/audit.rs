@@ -83,6 +83,7 @@ fn bench(args: &AuditArgs, tools: &Tools) -> anyhow::Result<()> {
         film_fps: args.film_fps,
         engine: EngineOptions {
             precision: args.precision.unwrap_or(config.precision),
+            device: args.device.unwrap_or(config.device),
             ..config.engine_options()
         },
         pipeline_model: pipeline_model.clone(),

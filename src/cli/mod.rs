@@ -40,8 +40,8 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Say whether this machine streams live: time an output file, or benchmark the models.
     Audit(AuditArgs),
-    /// Check every prerequisite (ffmpeg, ONNX Runtime, GPU, CUDA libraries, models, folders)
-    /// and whether the configured device works; exits non-zero when it cannot.
+    /// Check every prerequisite (ffmpeg, ONNX Runtime, OpenVINO, GPU, CUDA libraries, models,
+    /// folders) and whether the configured device works; exits non-zero when it cannot.
     Doctor(DoctorArgs),
 }
 
@@ -137,6 +137,10 @@ pub struct AuditArgs {
     /// int8 (the CPU's quantized small networks).
     #[arg(long)]
     pub precision: Option<crate::upscale::Precision>,
+    /// The device to bench, instead of the configuration's: auto, cpu, cuda, cuda:N, tensorrt,
+    /// tensorrt:N, openvino or openvino:gpu.
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,7 +163,7 @@ pub struct UpscaleArgs {
     /// A model from models/manifest.json, or `lanczos` (no AI).
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: String,
-    /// auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N.
+    /// auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N, openvino or openvino:gpu.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// The network's arithmetic: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 or int8 (the

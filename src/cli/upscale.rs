@@ -23,7 +23,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
         ..EngineOptions::default()
     };
     let mut upscaler = upscale::build(&args.model, &options)?;
-    let network_on_cpu = upscaler.device().starts_with("CPU");
+    let network_on_cpu = upscale::runs_on_cpu(&upscaler.device());
     let plan = ThreadPlan::new(usable_cpus(), network_on_cpu.into(), args.threads, 0);
     tracing::info!("threads: {plan}");
     let spec = PipelineSpec {

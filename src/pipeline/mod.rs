@@ -312,7 +312,7 @@ pub fn run(
 
     let ffmpeg_threads = thread_plan::ffmpeg_threads(
         spec.encoder.ffmpeg_threads,
-        upscaler.device().starts_with("CPU"),
+        crate::upscale::runs_on_cpu(&upscaler.device()),
     );
     let mut decode_command = tools.ffmpeg_command();
     decode_command.args(args::decode(

@@ -14,6 +14,26 @@ pub enum DeviceChoice {
     /// ONNX Runtime's TensorRT provider on GPU N (fp16, engines cached), CUDA for what it
     /// leaves.
     TensorRt(u32),
+    /// OpenVINO, Intel's runtime, on the CPU (bf16 where the CPU has it) or an Intel GPU.
+    OpenVino(OpenVinoTarget),
+}
+
+/// The OpenVINO device a network runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenVinoTarget {
+    Cpu,
+    /// An Intel integrated or discrete GPU (OpenVINO's "GPU" device).
+    Gpu,
+}
+
+impl OpenVinoTarget {
+    /// OpenVINO's name for the device.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpenVinoTarget::Cpu => "CPU",
+            OpenVinoTarget::Gpu => "GPU",
+        }
+    }
 }
 
 impl FromStr for DeviceChoice {
@@ -25,6 +45,8 @@ impl FromStr for DeviceChoice {
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda(0)),
             "tensorrt" => Ok(DeviceChoice::TensorRt(0)),
+            "openvino" | "openvino:cpu" => Ok(DeviceChoice::OpenVino(OpenVinoTarget::Cpu)),
+            "openvino:gpu" => Ok(DeviceChoice::OpenVino(OpenVinoTarget::Gpu)),
             _ => {
                 let numbered =
                     |prefix: &str| text.strip_prefix(prefix).and_then(|n| n.parse().ok());
@@ -33,8 +55,8 @@ impl FromStr for DeviceChoice {
                     .or_else(|| numbered("tensorrt:").map(DeviceChoice::TensorRt))
                     .ok_or_else(|| {
                         format!(
-                            "unknown device {text:?}: use auto, cpu, cuda, cuda:N, tensorrt or \
-                             tensorrt:N"
+                            "unknown device {text:?}: use auto, cpu, cuda, cuda:N, tensorrt, \
+                             tensorrt:N, openvino or openvino:gpu"
                         )
                     })
             }
@@ -49,6 +71,8 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Cpu => f.write_str("cpu"),
             DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
             DeviceChoice::TensorRt(n) => write!(f, "tensorrt:{n}"),
+            DeviceChoice::OpenVino(OpenVinoTarget::Cpu) => f.write_str("openvino"),
+            DeviceChoice::OpenVino(OpenVinoTarget::Gpu) => f.write_str("openvino:gpu"),
         }
     }
 }
@@ -128,6 +152,20 @@ mod tests {
         assert!("tensorrt:x".parse::<DeviceChoice>().is_err());
         assert!("gpu".parse::<DeviceChoice>().is_err());
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn parses_openvino_and_says_what_else_there_is() {
+        let cpu = DeviceChoice::OpenVino(OpenVinoTarget::Cpu);
+        let gpu = DeviceChoice::OpenVino(OpenVinoTarget::Gpu);
+        assert_eq!("openvino".parse(), Ok(cpu));
+        assert_eq!("openvino:cpu".parse(), Ok(cpu));
+        assert_eq!("openvino:gpu".parse(), Ok(gpu));
+        assert_eq!(cpu.to_string(), "openvino");
+        assert_eq!(gpu.to_string().parse(), Ok(gpu));
+        let error = "openvino:npu".parse::<DeviceChoice>().unwrap_err();
+        assert!(error.contains("openvino or openvino:gpu"), "{error}");
+        assert!("OpenVINO".parse::<DeviceChoice>().is_err());
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! Super-resolution of single frames. The pipeline sees only the [`Upscaler`] trait; behind it
-//! either a network run by ONNX Runtime ([`onnx`]) or ffmpeg's Lanczos scaler ([`lanczos`]).
+//! either a network ([`float_engine`] around ONNX Runtime's [`onnx`] or [`openvino`], or
+//! [`bound`] for ONNX Runtime's uint8 graphs) or ffmpeg's Lanczos scaler ([`lanczos`]).
 
 pub mod bound;
+pub mod cpu_auto;
+pub mod cpu_choice_cache;
+pub mod float_engine;
 pub mod gpu;
 pub mod lanczos;
 pub mod models;
 pub mod onnx;
+pub mod openvino;
+pub mod openvino_runtime;
 pub mod resize;
 pub mod runtime;
 pub mod sessions;
@@ -13,7 +19,7 @@ pub mod tiling;
 
 use std::path::PathBuf;
 
-pub use gpu::DeviceChoice;
+pub use gpu::{DeviceChoice, OpenVinoTarget};
 
 pub use models::{ModelKind, ModelSpec, DEFAULT_MODEL};
 
@@ -37,7 +43,8 @@ pub enum UpscaleError {
 pub trait Upscaler: Send {
     fn scale(&self) -> u32;
 
-    /// What runs the model, for logs and `/health`: "CPU", "CUDA:0", "ffmpeg".
+    /// What runs the model, for logs and `/health`: "CPU", "CUDA:0", "OpenVINO:CPU", "ffmpeg"
+    /// (see [`runs_on_cpu`]).
     fn device(&self) -> String;
 
     /// An ffmpeg filter the decoder applies instead of in-process work (then `upscale` only
@@ -74,7 +81,8 @@ pub struct EngineOptions {
     pub tile_size: u32,
     /// Context each tile sees beyond its own area, so seams do not show.
     pub tile_overlap: u32,
-    /// Where TensorRT keeps its engines and timing cache between runs.
+    /// Where TensorRT keeps its engines and timing cache between runs, and `auto` its choice
+    /// between ONNX Runtime and OpenVINO on the CPU.
     pub cache_dir: Option<PathBuf>,
     pub precision: Precision,
     pub frames: FrameIo,
@@ -122,14 +130,15 @@ impl std::fmt::Display for FrameIo {
 }
 
 /// The network's arithmetic. `Auto`: the fp16 variant on CUDA (half the memory traffic, tensor
-/// cores), fp32 on the CPU (where fp16 is not faster); TensorRT builds its fp16 engine from the
-/// fp32 graph either way.
+/// cores), fp32 on the CPU with ONNX Runtime (where fp16 is not faster), bf16 with OpenVINO where
+/// the CPU has it; TensorRT builds its fp16 engine from the fp32 graph either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     Auto,
     Fp32,
     Fp16,
-    /// The quantized small networks, for CPUs (`x.int8.onnx`; see models/quantize.py).
+    /// The quantized small networks, for CPUs (`x.int8.onnx`, models/quantize.py; with
+    /// OpenVINO `x.openvino-int8.xml`, models/quantize_openvino.py).
     Int8,
 }
 
@@ -177,31 +186,78 @@ impl Default for EngineOptions {
     }
 }
 
+/// Whether the network behind `device` (an [`Upscaler::device`]) runs on the CPU.
+pub fn runs_on_cpu(device: &str) -> bool {
+    device.starts_with("CPU") || device.starts_with("OpenVINO:CPU")
+}
+
 pub fn build(model: &str, options: &EngineOptions) -> Result<Box<dyn Upscaler>, UpscaleError> {
     let spec = models::find(model)?;
-    Ok(match spec.kind {
-        ModelKind::Scaler => Box::new(lanczos::Lanczos::new(spec.scale)),
-        ModelKind::Onnx => {
-            let network = match &spec.network {
-                Some(name) => models::find(name)?,
-                None => spec.clone(),
-            };
-            let opened = sessions::open(&spec, &network, options)?;
-            if opened.variant.uint8_frames {
-                Box::new(bound::BoundUpscaler::new(
-                    spec.scale,
-                    options.tile_size,
-                    options.tile_overlap,
-                    opened,
-                )?)
-            } else {
-                Box::new(onnx::OnnxUpscaler::new(
-                    &spec,
-                    network.scale,
-                    options,
-                    opened,
-                ))
-            }
+    if spec.kind == ModelKind::Scaler {
+        return Ok(Box::new(lanczos::Lanczos::new(spec.scale)));
+    }
+    let network = match &spec.network {
+        Some(name) => models::find(name)?,
+        None => spec.clone(),
+    };
+    match options.device {
+        DeviceChoice::OpenVino(target) => Ok(Box::new(openvino::upscaler(
+            &spec, &network, options, target,
+        )?)),
+        DeviceChoice::Auto => match gpu::cuda_device_count() {
+            Ok(_) => onnx_runtime_upscaler(&spec, &network, options),
+            Err(why) => cpu_auto::build(&spec, &network, options, &why),
+        },
+        _ => onnx_runtime_upscaler(&spec, &network, options),
+    }
+}
+
+/// `spec`'s network on ONNX Runtime, on the device `options` asks for.
+fn onnx_runtime_upscaler(
+    spec: &ModelSpec,
+    network: &ModelSpec,
+    options: &EngineOptions,
+) -> Result<Box<dyn Upscaler>, UpscaleError> {
+    let opened = sessions::open(spec, network, options)?;
+    if opened.variant.uint8_frames {
+        return Ok(Box::new(bound::BoundUpscaler::new(
+            spec.scale,
+            options.tile_size,
+            options.tile_overlap,
+            opened,
+        )?));
+    }
+    let sessions::Opened {
+        mut sessions,
+        device,
+        ..
+    } = opened;
+    let session = onnx::OrtNetwork::new(sessions.remove(0));
+    Ok(Box::new(float_engine::FloatUpscaler::new(
+        spec,
+        network.scale,
+        options,
+        Box::new(session),
+        device,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openvino_on_the_cpu_counts_as_the_cpu() {
+        for device in ["CPU", "CPU int8", "OpenVINO:CPU bf16", "OpenVINO:CPU int8"] {
+            assert!(runs_on_cpu(device), "{device}");
         }
-    })
+        for device in [
+            "CUDA:0 fp16",
+            "TensorRT:0 fp16 uint8",
+            "OpenVINO:GPU",
+            "ffmpeg",
+        ] {
+            assert!(!runs_on_cpu(device), "{device}");
+        }
+    }
 }

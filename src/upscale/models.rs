@@ -35,6 +35,9 @@ pub struct ModelSpec {
     /// The converter also writes a quantized variant for CPUs (`x.int8.onnx`).
     #[serde(default)]
     pub int8: bool,
+    /// models/quantize_openvino.py writes an int8 variant for OpenVINO (`x.openvino-int8.xml`).
+    #[serde(default)]
+    pub openvino_int8: bool,
 }
 
 pub fn catalogue() -> Vec<ModelSpec> {
@@ -105,6 +108,24 @@ pub fn onnx_variant(
     find_file(spec, configured, &file)
 }
 
+/// The OpenVINO IR of `spec`'s int8 variant: the `.xml` file (its weights are the `.bin` beside
+/// it).
+pub fn openvino_int8_file(
+    spec: &ModelSpec,
+    configured: Option<&Path>,
+) -> Result<PathBuf, UpscaleError> {
+    let onnx = spec.onnx.as_deref().unwrap_or_default();
+    let stem = onnx.strip_suffix(".onnx").unwrap_or(onnx);
+    let xml = find_file(spec, configured, &format!("{stem}.openvino-int8.xml"))?;
+    if !xml.with_extension("bin").is_file() {
+        return Err(UpscaleError::ModelMissing {
+            name: spec.name.clone(),
+            searched: format!("{} (its weights)", xml.with_extension("bin").display()),
+        });
+    }
+    Ok(xml)
+}
+
 fn find_file(
     spec: &ModelSpec,
     configured: Option<&Path>,
@@ -160,6 +181,28 @@ mod tests {
         assert_eq!(name(Arithmetic::Fp32, true), "m-x4.u8.onnx");
         assert_eq!(name(Arithmetic::Fp16, true), "m-x4.fp16.u8.onnx");
         assert_eq!(name(Arithmetic::Int8, false), "m-x4.int8.onnx");
+    }
+
+    #[test]
+    fn the_openvino_int8_variant_is_the_quantizers_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(find("realesr-animevideov3-x4").unwrap().openvino_int8);
+        // A name no setup converts, so that only the temporary folder can hold it.
+        let spec = ModelSpec {
+            onnx: Some("test-only-net-x4.onnx".into()),
+            ..find("realesr-animevideov3-x4").unwrap()
+        };
+        let missing = openvino_int8_file(&spec, Some(dir.path()));
+        assert!(missing.is_err());
+        let xml = dir.path().join("test-only-net-x4.openvino-int8.xml");
+        std::fs::write(&xml, "<net/>").unwrap();
+        let no_weights = openvino_int8_file(&spec, Some(dir.path())).unwrap_err();
+        assert!(
+            no_weights.to_string().contains("its weights"),
+            "{no_weights}"
+        );
+        std::fs::write(xml.with_extension("bin"), b"").unwrap();
+        assert_eq!(openvino_int8_file(&spec, Some(dir.path())).unwrap(), xml);
     }
 
     #[test]

@@ -180,6 +180,11 @@ pub fn open(
     };
     let opened = match options.device {
         DeviceChoice::Cpu => open_on(Accel::Cpu).map_err(inference)?,
+        DeviceChoice::OpenVino(_) => {
+            return Err(UpscaleError::Runtime(
+                "OpenVINO runs the network itself, without ONNX Runtime sessions".into(),
+            ))
+        }
         DeviceChoice::Cuda(id) => {
             let unavailable = gpu(format!("cuda:{id}"), id)?;
             open_on(Accel::Cuda(id)).map_err(|e| unavailable(e.to_string()))?
@@ -238,7 +243,7 @@ pub fn open(
 /// ONNX Runtime's threads inside one operator. Its default, one per physical core, leaves
 /// logical cores idle on small virtual machines, so every usable CPU (`every_cpu`) unless the
 /// options share them out between CPU jobs.
-fn intra_threads(accel: Accel, options: &EngineOptions, every_cpu: usize) -> usize {
+pub(super) fn intra_threads(accel: Accel, options: &EngineOptions, every_cpu: usize) -> usize {
     match options.intra_threads {
         n if n > 0 && accel == Accel::Cpu => n,
         _ => every_cpu,

@@ -91,6 +91,29 @@ pub fn photo() -> PathBuf {
         .expect("scikit-image's sample photo is installed")
 }
 
+/// The sample photo at `width × height`, as ffmpeg decodes it to rgb24.
+pub fn photo_frame(width: u32, height: u32) -> Frame {
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-v", "error", "-i"])
+        .arg(photo())
+        .args(["-vf", &format!("scale={width}:{height}:flags=area")])
+        .args(["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]);
+    Frame {
+        width,
+        height,
+        data: run_ok(command),
+    }
+}
+
+pub fn upscale_with(model: &str, options: &EngineOptions, input: &Frame) -> Frame {
+    let mut upscaler = upscale::build(model, options).unwrap();
+    let scale = upscaler.scale();
+    let mut output = Frame::new(input.width * scale, input.height * scale);
+    upscaler.upscale(input, &mut output).unwrap();
+    output
+}
+
 pub fn run_ok(mut command: Command) -> Vec<u8> {
     let out = command.output().expect("runs");
     assert!(
