@@ -376,3 +376,30 @@ fn a_host_leaving_cleanly_hands_its_job_back_at_once() {
         160,
     );
 }
+
+#[test]
+fn the_host_running_a_job_throttles_it_for_a_viewer_on_another_host() {
+    let (_database, _layout, hosts, id, index) =
+        long_job("throttle", 2, "throttle_ahead_seconds = 3", 1);
+    let (running, other) = (&hosts[index], &hosts[1 - index]);
+    // Nobody watches yet: the job runs on.
+    assert_eq!(job(running, &id)["throttled"], false);
+    // A viewer at the start of the film, on the host that does not run the job.
+    let first = other.get(&format!("/hls/{id}/segment_00000.ts?session=tv"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    wait_for(running, &id, "the running host pauses the job", |j| {
+        j["throttled"] == true
+    });
+    let paused = job(running, &id);
+    let ready = paused["duration_seconds"].as_f64().unwrap();
+    assert!(
+        ready < 12.0,
+        "paused a few seconds ahead of the viewer, not at the end: {paused}"
+    );
+    // The viewer moves on: the job goes on.
+    let later = other.get(&format!("/hls/{id}/segment_00003.ts?session=tv"));
+    assert_eq!(later.status, 200, "{}", later.body);
+    wait_for(running, &id, "the job resumes", |j| {
+        j["throttled"] == false || j["state"] == "complete"
+    });
+}

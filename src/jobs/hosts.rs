@@ -206,6 +206,14 @@ impl JobManager {
         state.jobs.get(id).is_some_and(|e| e.device.is_some())
     }
 
+    /// A job this host has not heard of yet (its notice may be on its way), looked up in the
+    /// database: its state and error, as [`JobManager::outcome`].
+    pub fn look_up(self: &Arc<Self>, id: &str) -> Option<(JobState, Option<String>)> {
+        self.store.shared()?;
+        self.refresh(id);
+        self.outcome(id)
+    }
+
     /// Takes job `id` as the database has it now, unless it runs here.
     pub(super) fn refresh(self: &Arc<Self>, id: &str) {
         let Some(shared) = self.store.shared() else {

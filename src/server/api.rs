@@ -158,6 +158,11 @@ pub async fn list_jobs(state: Arc<AppState>) -> Result<warp::reply::Response, Re
 }
 
 pub async fn get_job(id: String, state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    if state.manager.get(&id).is_none() {
+        // Another host may have made the job a moment ago.
+        let (manager, wanted) = (Arc::clone(&state.manager), id.clone());
+        let _ = tokio::task::spawn_blocking(move || manager.look_up(&wanted)).await;
+    }
     let job = state
         .manager
         .get(&id)

@@ -140,7 +140,16 @@ async fn handle(
     state: Arc<AppState>,
 ) -> Result<Response, Rejection> {
     let asked = asked(&file);
-    let Some(outcome) = state.manager.outcome(&job).filter(|_| asked.is_some()) else {
+    let mut outcome = state.manager.outcome(&job);
+    if outcome.is_none() && asked.is_some() {
+        // Another host may have made the job a moment ago.
+        let (manager, id) = (Arc::clone(&state.manager), job.clone());
+        outcome = tokio::task::spawn_blocking(move || manager.look_up(&id))
+            .await
+            .ok()
+            .flatten();
+    }
+    let Some(outcome) = outcome.filter(|_| asked.is_some()) else {
         return Err(warp::reject::not_found());
     };
     let asked = asked.expect("checked above");
