@@ -38,18 +38,7 @@ impl Database {
     }
 
     fn query(&self, sql: &str) -> String {
-        let output = Command::new("psql")
-            .env("PGPASSWORD", PASSWORD)
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &self.name])
-            .args(["-X", "-A", "-t", "-c", sql])
-            .output()
-            .expect("psql runs (scripts/setup installs PostgreSQL)");
-        assert!(
-            output.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        psql_in(&self.name, sql)
     }
 }
 
@@ -63,19 +52,15 @@ impl Drop for Database {
 }
 
 fn psql(sql: &str) {
+    psql_in("postgres", sql);
+}
+
+/// Runs `sql` in `database`; its output, unaligned.
+fn psql_in(database: &str, sql: &str) -> String {
     let output = Command::new("psql")
         .env("PGPASSWORD", PASSWORD)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-X",
-            "-c",
-            sql,
-        ])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-X", "-A", "-t", "-c", sql])
         .output()
         .expect("psql runs (scripts/setup installs PostgreSQL)");
     assert!(
@@ -83,6 +68,7 @@ fn psql(sql: &str) {
         "PostgreSQL on 127.0.0.1:5432 refused {sql}: {} (scripts/setup starts it)",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// `count` hosts sharing `layout`'s folders and `database`.

@@ -108,22 +108,23 @@ impl Saving {
     /// Writes the record unless a newer one was written meanwhile; the job's own lock keeps
     /// its saves in order without holding up any other job or request.
     pub fn write(self, store: &dyn JobStore) -> std::io::Result<()> {
-        let mut saved = self.saved.lock().unwrap();
-        if *saved >= self.version {
-            return Ok(());
-        }
-        store.save(&self.record)?;
-        *saved = self.version;
-        Ok(())
+        self.write_with(|record| store.save(record))
     }
 
-    /// Writes the record's rungs alone (see [`JobStore::save_rungs`]).
+    /// Writes the record's rungs alone (see [`JobStore::save_rungs`]), in the same order.
     pub fn write_rungs(self, store: &dyn JobStore) -> std::io::Result<()> {
+        self.write_with(|record| store.save_rungs(record))
+    }
+
+    fn write_with(
+        self,
+        save: impl FnOnce(&JobRecord) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let mut saved = self.saved.lock().unwrap();
         if *saved >= self.version {
             return Ok(());
         }
-        store.save_rungs(&self.record)?;
+        save(&self.record)?;
         *saved = self.version;
         Ok(())
     }
